@@ -1,0 +1,109 @@
+"""Affine maps between original pixels and model-input pixels, and the crops that use them.
+
+Convention (OpenCV's): pixel centres sit at integer coordinates, so pixel ``i`` covers
+``[i - 0.5, i + 0.5]``. Every crop returns the ``Affine`` that takes an original-image point
+to the crop; its inverse takes the model's answers (points, masks) back to original pixels.
+The same functions serve training and the runtime, so there is no train/serve skew.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Affine:
+    """A 2x3 matrix mapping (x, y) in a source image to (x', y') in a destination image."""
+
+    matrix: np.ndarray
+
+    def __post_init__(self):
+        matrix = np.asarray(self.matrix, dtype=np.float64)
+        if matrix.shape != (2, 3):
+            raise ValueError(f"an affine matrix is 2x3, got {matrix.shape}")
+        object.__setattr__(self, "matrix", matrix)
+
+    @classmethod
+    def identity(cls) -> "Affine":
+        return cls(np.eye(2, 3))
+
+    def __call__(self, points) -> np.ndarray:
+        """Map points of shape (2,) or (N, 2)."""
+        points = np.asarray(points, dtype=np.float64)
+        return points @ self.matrix[:, :2].T + self.matrix[:, 2]
+
+    def inverse(self) -> "Affine":
+        return Affine(cv2.invertAffineTransform(self.matrix))
+
+    def then(self, other: "Affine") -> "Affine":
+        """The map that applies ``self`` first, then ``other``."""
+        a = np.vstack([self.matrix, [0.0, 0.0, 1.0]])
+        b = np.vstack([other.matrix, [0.0, 0.0, 1.0]])
+        return Affine((b @ a)[:2])
+
+    @property
+    def scale(self) -> float:
+        """Destination pixels per source pixel (geometric mean of the two axes)."""
+        return float(np.sqrt(abs(np.linalg.det(self.matrix[:, :2]))))
+
+    def to_list(self) -> list[list[float]]:
+        return self.matrix.tolist()
+
+
+def square_transform(center, side: float, size: int) -> Affine:
+    """The map from the source square of ``side`` pixels centred on ``center`` onto a ``size``² image."""
+    if side <= 0 or size <= 0:
+        raise ValueError(f"square side and output size must be positive, got {side} and {size}")
+    s = size / float(side)
+    cx, cy = (float(c) for c in center)
+    offset = size / 2.0 - 0.5
+    return Affine([[s, 0.0, offset - s * cx], [0.0, s, offset - s * cy]])
+
+
+def crop_square(image: np.ndarray, center, side: float, size: int) -> tuple[np.ndarray, Affine]:
+    """Cut the square of ``side`` pixels around ``center`` and resize it to ``size``², in one warp.
+
+    Outside the image is black. Shrinking by two or more first box-filters the image by an
+    integer factor (``INTER_AREA``, anti-aliased), then one bilinear ``warpAffine`` does the
+    remaining sub-2x scale, the shift and the padding; the returned map is exact either way.
+    """
+    affine = square_transform(center, side, size)
+    source, to_source = image, Affine.identity()
+    factor = int(side // size)
+    if factor >= 2:
+        h, w = image.shape[:2]
+        hk, wk = max(h // factor, 1), max(w // factor, 1)
+        source = cv2.resize(image[: hk * factor, : wk * factor], (wk, hk), interpolation=cv2.INTER_AREA)
+        to_source = Affine([[1 / factor, 0, 0.5 / factor - 0.5], [0, 1 / factor, 0.5 / factor - 0.5]])
+    warp = to_source.inverse().then(affine)
+    crop = cv2.warpAffine(
+        source, warp.matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )
+    return crop, affine
+
+
+def warp_to_original(array: np.ndarray, affine: Affine, shape, *, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """Map a model-space array (mask, probability map) back onto the original (H, W) image grid.
+
+    ``affine`` is the original-to-model map a crop returned. Use bilinear interpolation on
+    probabilities and threshold afterwards; nearest-neighbour on hard labels gives steps.
+    """
+    h, w = shape[:2]
+    return cv2.warpAffine(
+        array,
+        affine.matrix,
+        (int(w), int(h)),
+        flags=interpolation | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
+
+
+def disc_crop(image: np.ndarray, center, disc_diameter: float, *, factor: float, size: int):
+    """The square of ``factor`` disc diameters around the disc centre, resized to ``size``²."""
+    if not disc_diameter > 0:
+        raise ValueError(f"disc diameter must be positive, got {disc_diameter}")
+    return crop_square(image, center, factor * disc_diameter, size)

@@ -1,0 +1,22 @@
+"""The five public datasets and the phantoms, read into one ``Sample`` record.
+
+A data spec selects them: ``refuge:PATH``, ``origa:PATH``, ``drishti:PATH``, ``rimone:PATH``,
+``acrima:PATH``, ``phantom:PATH``; several joined by commas.
+"""
+
+from .sample import GLAUCOMA, NORMAL, DatasetLayoutError, Sample
+from .specs import LOADERS, load_spec, load_specs, parse_specs
+from .splits import Fold, leave_one_dataset_out
+
+__all__ = [
+    "GLAUCOMA",
+    "NORMAL",
+    "LOADERS",
+    "DatasetLayoutError",
+    "Fold",
+    "Sample",
+    "leave_one_dataset_out",
+    "load_spec",
+    "load_specs",
+    "parse_specs",
+]

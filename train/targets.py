@@ -1,0 +1,42 @@
+"""Training targets from ground truth: disc/cup planes, the bi-distance map, vCDR.
+
+The bi-distance map follows the seed's equations (1)-(2) (Meyer et al. 2018):
+    B(x, y)   = min(|(x, y) - disc centre|, |(x, y) - fovea|)
+    B^N(x, y) = (1 - B(x, y) / max_Omega B) ** gamma,   gamma = 7
+on the grid of pixel centres (x = 0 .. W-1, y = 0 .. H-1) of the image the model sees.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fundusrt.runtime.masks import decode_refuge, refuge_vcdr
+
+GAMMA = 7.0
+
+__all__ = ["GAMMA", "bi_distance_map", "disc_cup_planes", "mask_vcdr"]
+
+
+def disc_cup_planes(mask: np.ndarray) -> np.ndarray:
+    """REFUGE-coded (H, W) mask -> (2, H, W) float32: [disc (including the cup), cup]."""
+    disc, cup = decode_refuge(mask)
+    return np.stack([disc, cup]).astype(np.float32)
+
+
+def bi_distance_map(shape, disc_center, fovea, *, gamma: float = GAMMA) -> np.ndarray:
+    """B^N on an (H, W) grid, float32 in [0, 1], 1 at each landmark."""
+    h, w = int(shape[0]), int(shape[1])
+    xs = np.arange(w, dtype=np.float64)[None, :]
+    ys = np.arange(h, dtype=np.float64)[:, None]
+    to_disc = np.hypot(xs - disc_center[0], ys - disc_center[1])
+    to_fovea = np.hypot(xs - fovea[0], ys - fovea[1])
+    b = np.minimum(to_disc, to_fovea)
+    peak = b.max()
+    if peak == 0:  # a single pixel on both landmarks
+        return np.ones((h, w), np.float32)
+    return ((1.0 - b / peak) ** gamma).astype(np.float32)
+
+
+def mask_vcdr(mask: np.ndarray) -> float:
+    """Vertical cup-to-disc ratio of a REFUGE-coded mask (REFUGE's definition)."""
+    return refuge_vcdr(mask)
