@@ -30,8 +30,11 @@ def detect_field_of_view(image: np.ndarray) -> FieldOfView:
     """Fit the FOV circle of an RGB uint8 image."""
     h, w = image.shape[:2]
     whole_frame = FieldOfView(((w - 1) / 2.0, (h - 1) / 2.0), max(w, h) / 2.0, False)
-    scale = min(1.0, _WORK_SIZE / max(h, w))
-    small = cv2.resize(image, (max(round(w * scale), 1), max(round(h * scale), 1)), interpolation=cv2.INTER_AREA)
+    # An integer box shrink (OpenCV's fast INTER_AREA path); the thumbnail's pixel i covers
+    # original pixels [i * k, (i + 1) * k), so centres map back exactly.
+    k = max(1, -(-max(h, w) // _WORK_SIZE))
+    small = image if k == 1 else cv2.resize(image[: h // k * k, : w // k * k], (w // k, h // k), interpolation=cv2.INTER_AREA)
+    scale = 1.0 / k
     brightness = small.max(axis=2)
     peak = float(np.percentile(brightness, 99))
     if peak < 10:  # nothing but sensor noise

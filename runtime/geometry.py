@@ -63,26 +63,30 @@ def square_transform(center, side: float, size: int) -> Affine:
     return Affine([[s, 0.0, offset - s * cx], [0.0, s, offset - s * cy]])
 
 
-def crop_square(image: np.ndarray, center, side: float, size: int) -> tuple[np.ndarray, Affine]:
-    """Cut the square of ``side`` pixels around ``center`` and resize it to ``size``², in one warp.
+def warp(image: np.ndarray, affine: Affine, size: int) -> np.ndarray:
+    """Resample ``image`` onto a ``size``² grid through ``affine`` (source -> destination), black outside.
 
-    Outside the image is black. Shrinking by two or more first box-filters the image by an
-    integer factor (``INTER_AREA``, anti-aliased), then one bilinear ``warpAffine`` does the
-    remaining sub-2x scale, the shift and the padding; the returned map is exact either way.
+    Shrinking by two or more first box-filters the image by an integer factor (``INTER_AREA``,
+    anti-aliased), then one bilinear ``warpAffine`` does the rest of the scale, the shift,
+    any rotation or flip, and the padding. The geometry is exactly ``affine`` either way.
     """
-    affine = square_transform(center, side, size)
     source, to_source = image, Affine.identity()
-    factor = int(side // size)
+    factor = int(1.0 / affine.scale) if affine.scale > 0 else 1
     if factor >= 2:
         h, w = image.shape[:2]
         hk, wk = max(h // factor, 1), max(w // factor, 1)
         source = cv2.resize(image[: hk * factor, : wk * factor], (wk, hk), interpolation=cv2.INTER_AREA)
         to_source = Affine([[1 / factor, 0, 0.5 / factor - 0.5], [0, 1 / factor, 0.5 / factor - 0.5]])
-    warp = to_source.inverse().then(affine)
-    crop = cv2.warpAffine(
-        source, warp.matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    matrix = to_source.inverse().then(affine).matrix
+    return cv2.warpAffine(
+        source, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
     )
-    return crop, affine
+
+
+def crop_square(image: np.ndarray, center, side: float, size: int) -> tuple[np.ndarray, Affine]:
+    """Cut the square of ``side`` pixels around ``center``, resized to ``size``², and its map."""
+    affine = square_transform(center, side, size)
+    return warp(image, affine, size), affine
 
 
 def warp_to_original(array: np.ndarray, affine: Affine, shape, *, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
@@ -107,3 +111,13 @@ def disc_crop(image: np.ndarray, center, disc_diameter: float, *, factor: float,
     if not disc_diameter > 0:
         raise ValueError(f"disc diameter must be positive, got {disc_diameter}")
     return crop_square(image, center, factor * disc_diameter, size)
+
+
+def about_center(size: int, *, angle: float = 0.0, flip: bool = False, zoom: float = 1.0) -> Affine:
+    """A rotation (degrees, counter-clockwise as seen), horizontal flip and zoom about the centre of a
+    ``size``² image: compose it after a crop's map to augment image and targets alike."""
+    c = (size - 1) / 2.0
+    rotation = cv2.getRotationMatrix2D((c, c), angle, zoom)
+    if flip:
+        rotation = np.array([[-1.0, 0.0, 2 * c], [0.0, 1.0, 0.0]]) @ np.vstack([rotation, [0.0, 0.0, 1.0]])
+    return Affine(rotation)

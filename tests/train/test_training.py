@@ -1,0 +1,87 @@
+"""The training command end to end, on a handful of tiny phantoms."""
+
+import json
+
+import pytest
+import torch
+
+from fundusrt.runtime.cli import main
+from fundusrt.train.datasets import load_specs
+from fundusrt.train.evaluate import evaluate_run
+from fundusrt.train.models import load_model
+from fundusrt.train.synth import write_phantom_dataset
+
+
+@pytest.fixture(scope="module")
+def phantom_spec(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ph")
+    write_phantom_dataset(out, 10, seed=8, width=600)
+    return f"phantom:{out}"
+
+
+def _history(folder):
+    return [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
+
+
+def test_locate_trains_two_steps_and_resumes(phantom_spec, tmp_path):
+    run = tmp_path / "loc"
+    common = ["train", "locate", "--data", phantom_spec, "--out", str(run), "--size", "64", "--batch-size", "4",
+              "--unet-base", "8", "--val-fraction", "0.3"]  # fmt: skip
+    assert main(common + ["--epochs", "1"]) == 0
+    first = _history(run / "unet")
+    assert len(first) == 1 and {"loss", "fovea_distance_px", "fovea_error_of_width", "found"} <= set(first[0])
+    assert main(common + ["--epochs", "2", "--resume"]) == 0
+    history = _history(run / "unet")
+    assert [h["epoch"] for h in history] == [1, 2]
+    model, checkpoint = load_model(run / "unet" / "best.pt")
+    assert checkpoint["preprocess"]["size"] == 64 and checkpoint["preprocess"]["normalization"]["per_image"]
+    assert checkpoint["preprocess"]["gamma"] == 7.0 and checkpoint["task"] == "locate"
+    config = json.loads((run / "config.json").read_text())
+    assert config["epochs"] == 2 and config["lr"] == 1e-3 and config["batch_size"] == 4
+
+
+def test_segment_step_changes_the_weights(phantom_spec, tmp_path):
+    run = tmp_path / "seg"
+    assert main(["train", "segment", "--data", phantom_spec, "--out", str(run), "--size", "192", "--epochs", "1",
+                 "--batch-size", "4", "--limit", "8", "--bce", "1"]) == 0  # fmt: skip
+    metrics = _history(run / "cenet")[0]
+    assert {"od_dice", "oc_dice", "vcdr_mae"} <= set(metrics)
+    torch.manual_seed(0)
+    from fundusrt.train.models import create_model
+
+    untrained = create_model("cenet_resnet34").state_dict()
+    trained, _ = load_model(run / "cenet" / "last.pt")
+    assert not torch.equal(untrained["head.4.weight"], trained.state_dict()["head.4.weight"])
+
+
+def test_classify_one_member_and_evaluate_the_run(phantom_spec, tmp_path):
+    run = tmp_path / "cls"
+    assert main(["train", "classify", "--data", phantom_spec, "--out", str(run), "--size", "64", "--epochs", "1",
+                 "--batch-size", "4", "--member", "crop_gap", "--member", "full_gap"]) == 0  # fmt: skip
+    assert sorted(p.name for p in run.iterdir() if p.is_dir()) == ["crop_gap", "full_gap"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert set(summary["members"]) == {"crop_gap", "full_gap"}
+    scores = evaluate_run(run, load_specs(phantom_spec))
+    assert 0.0 <= scores["ensemble"]["accuracy"] <= 1.0 and set(scores["members"]) == {"crop_gap", "full_gap"}
+
+
+def test_unknown_member_is_refused(phantom_spec, tmp_path):
+    with pytest.raises(SystemExit, match="unknown member 'crop_vgg'"):
+        main(["train", "classify", "--data", phantom_spec, "--out", str(tmp_path), "--member", "crop_vgg"])
+
+
+def test_leave_one_dataset_out_prints_a_row_per_dataset(phantom_spec, tmp_path, capsys):
+    # Two "datasets": the phantoms, and ACRIMA-style disc crops named by label.
+    import cv2
+    import numpy as np
+
+    acrima = tmp_path / "acrima"
+    acrima.mkdir()
+    for name in ("Im001_ACRIMA.jpg", "Im002_g_ACRIMA.jpg", "Im003_ACRIMA.jpg", "Im004_g_ACRIMA.jpg"):
+        cv2.imwrite(str(acrima / name), np.full((80, 80, 3), 120, np.uint8))
+    run = tmp_path / "lodo"
+    assert main(["train", "classify", "--data", f"{phantom_spec},acrima:{acrima}", "--out", str(run), "--lodo",
+                 "--size", "64", "--epochs", "1", "--batch-size", "4", "--member", "crop_gap"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "| phantom | 4 | 10 |" in out and "| acrima | 10 | 4 |" in out
+    assert (run / "lodo-phantom" / "crop_gap" / "best.pt").exists() and (run / "lodo-acrima" / "summary.json").exists()

@@ -1,0 +1,158 @@
+"""``fundusrt train classify|segment|locate``: the seed's recipe from the command line.
+
+Defaults follow the seed (§4.2): 512² inputs, disc crops of twice the disc diameter, RAdam at
+1e-3 decayed x0.1 every 30 epochs, batch 16, 200 epochs. Torch is imported only when a
+training command runs, so ``fundusrt --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+_TASK_HELP = {
+    "classify": "the five-member ResNet50 ensemble (full image and disc crop)",
+    "segment": "CE-Net on disc crops: optic disc and cup",
+    "locate": "the UNet regressing the bi-distance map: optic disc centre and fovea",
+}
+
+
+def register_command(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train the classifier ensemble, the segmenter or the locator")
+    tasks = p.add_subparsers(dest="task", required=True, metavar="TASK")
+    for name, text in _TASK_HELP.items():
+        t = tasks.add_parser(name, help=text, description=f"Train {text}.")
+        _add_arguments(t, name)
+        t.set_defaults(func=run)
+
+
+def _add_arguments(p: argparse.ArgumentParser, task: str) -> None:
+    data = p.add_argument_group("data")
+    data.add_argument("--data", required=True, help="SPEC[,SPEC...], e.g. refuge:/data/REFUGE,origa:/data/ORIGA")
+    data.add_argument("--val", help="validation SPEC; default: the data's validation/test splits, else --val-fraction")
+    data.add_argument("--val-fraction", type=float, default=0.2, help="held out when the data has no split (0.2)")
+    data.add_argument("--limit", type=int, help="use at most this many training samples (quick runs)")
+    data.add_argument("--lodo", action="store_true", help="leave-one-dataset-out: one run per held-out dataset")
+    p.add_argument("--out", type=Path, required=True, help="run folder")
+    recipe = p.add_argument_group("recipe (the seed's defaults)")
+    recipe.add_argument("--size", type=int, default=512, help="input side in pixels (512)")
+    recipe.add_argument("--epochs", type=int, default=200)
+    recipe.add_argument("--batch-size", type=int, default=16)
+    recipe.add_argument("--lr", type=float, default=1e-3, help="RAdam learning rate (1e-3)")
+    recipe.add_argument("--lr-step", type=int, default=30, help="decay the learning rate every N epochs (30)")
+    recipe.add_argument("--lr-decay", type=float, default=0.1)
+    recipe.add_argument("--weights", choices=["imagenet"], help="start encoders from ImageNet (needs the internet)")
+    if task == "classify":
+        recipe.add_argument("--member", action="append", help="train only this member (repeatable)")
+    if task == "segment":
+        recipe.add_argument("--bce", type=float, default=0.0, help="add this weight x BCE to the soft Dice loss (0)")
+    if task == "locate":
+        recipe.add_argument("--unet-base", type=int, default=32, help="channels of the UNet's first level (32)")
+    run_group = p.add_argument_group("run")
+    run_group.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    run_group.add_argument("--workers", type=int, help="data-loading processes (0 on CPU, 8 on CUDA)")
+    run_group.add_argument("--seed", type=int, default=0)
+    run_group.add_argument("--resume", action="store_true", help="continue from each member's last.pt")
+
+
+def run(args) -> int:
+    import torch
+
+    from .datasets import leave_one_dataset_out, load_specs
+    from .tasks import TASKS
+
+    task = TASKS[args.task]
+    members = task.members
+    if getattr(args, "member", None):
+        known = {m.name: m for m in members}
+        unknown = [n for n in args.member if n not in known]
+        if unknown:
+            sys.exit(f"fundusrt train: unknown member {unknown[0]!r}; members: {', '.join(known)}")
+        members = tuple(known[n] for n in args.member)
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    config = {
+        "task": task.name,
+        "members": [m.name for m in members],
+        "data": args.data,
+        "val": args.val,
+        "val_fraction": args.val_fraction,
+        "limit": args.limit,
+        "size": args.size,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "lr_step": args.lr_step,
+        "lr_decay": args.lr_decay,
+        "weights": args.weights,
+        "bce": getattr(args, "bce", 0.0),
+        "unet_base": getattr(args, "unet_base", 32),
+        "device": device,
+        "workers": args.workers if args.workers is not None else (8 if device.startswith("cuda") else 0),
+        "seed": args.seed,
+        "resume": args.resume,
+        "versions": {"python": platform.python_version(), "torch": torch.__version__},
+    }
+    samples = load_specs(args.data)
+    if args.lodo:
+        rows = []
+        for fold in leave_one_dataset_out(samples):
+            out = args.out / f"lodo-{fold.held_out}"
+            metrics = _train(task, members, fold.train, fold.validation, config, out)
+            rows.append((fold.held_out, len(fold.train), len(fold.validation), metrics))
+        _print_lodo(rows)
+    else:
+        train, val = _split(samples, args)
+        _train(task, members, train, val, config, args.out)
+    return 0
+
+
+def _split(samples, args):
+    from .datasets import load_specs
+
+    if args.val:
+        return samples, load_specs(args.val)
+    held = [s for s in samples if s.split in ("validation", "test")]
+    if held:
+        return [s for s in samples if s.split not in ("validation", "test")], held
+    # No split in the data: hold out a fraction, chosen by a hash of the file name (stable across runs).
+    def bucket(s):
+        return int(hashlib.sha1(f"{s.dataset}/{s.name}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+    return [s for s in samples if bucket(s) >= args.val_fraction], [s for s in samples if bucket(s) < args.val_fraction]
+
+
+def _train(task, members, train, val, config, out: Path) -> dict:
+    from .loop import fit_member
+
+    if config["limit"]:
+        train = train[: config["limit"]]
+    out.mkdir(parents=True, exist_ok=True)
+    config = {**config, "train_samples": len(train), "val_samples": len(val)}
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    print(f"{task.name}: {len(train)} training and {len(val)} validation samples -> {out}")
+    began = time.perf_counter()
+    results = {m.name: fit_member(task, m, train, val, config, out) for m in members}
+    summary = {"members": results, "seconds": round(time.perf_counter() - began, 1)}
+    if task.name == "classify" and len(members) > 1 and val:
+        from .evaluate import evaluate_run
+
+        summary["ensemble"] = evaluate_run(out, val, device=config["device"], batch_size=config["batch_size"])["ensemble"]
+        print("ensemble: " + ", ".join(f"{k} {v:.4f}" for k, v in summary["ensemble"].items()))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary.get("ensemble") or next(iter(results.values()), {})
+
+
+def _print_lodo(rows) -> None:
+    keys = [k for k in rows[0][3] if k != "score"] if rows else []
+    print("\nleave-one-dataset-out")
+    print("| held out | train | val | " + " | ".join(keys) + " |")
+    print("|" + "---|" * (3 + len(keys)))
+    for name, n_train, n_val, metrics in rows:
+        print(f"| {name} | {n_train} | {n_val} | " + " | ".join(f"{metrics.get(k, float('nan')):.4f}" for k in keys) + " |")
+
+
