@@ -78,12 +78,12 @@ def fit_member(task: Task, member: Member, train_samples, val_samples, config: d
     val_set = task.dataset(val_samples, member, size=config["size"], seed=config["seed"])
     if len(train_set) == 0:
         raise ValueError(f"{member.name}: no training samples with what {task.name} needs")
-    workers = config["workers"]
+    loading = dict(num_workers=config["workers"], pin_memory=device.type == "cuda")
     train_loader = DataLoader(
-        train_set, config["batch_size"], shuffle=True, num_workers=workers, drop_last=len(train_set) > config["batch_size"],
-        generator=torch.Generator().manual_seed(config["seed"]), persistent_workers=False,
+        train_set, config["batch_size"], shuffle=True, drop_last=len(train_set) > config["batch_size"],
+        generator=torch.Generator().manual_seed(config["seed"]), **loading,
     )  # fmt: skip
-    val_loader = DataLoader(val_set, config["batch_size"], num_workers=workers)
+    val_loader = DataLoader(val_set, config["batch_size"], **loading)
 
     for epoch in range(start, config["epochs"]):
         began = time.perf_counter()

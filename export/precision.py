@@ -1,0 +1,106 @@
+"""Precision variants of an FP32 ONNX graph.
+
+- FP16 with FP32 inputs and outputs (onnxconverter-common, ``keep_io_types``): what a
+  TensorRT 11 strongly typed build consumes, and what ONNX Runtime's CUDA provider runs fast.
+  Fragile parts stay FP32: sigmoids and softmax (probabilities near 0 and 1), and any node
+  whose name carries one of ``keep_fp32`` (CE-Net's un-normalised DAC sum: ``dac``).
+- INT8 for CPUs: ONNX Runtime static quantisation, QDQ format, per-channel weights, calibrated
+  on preprocessed training images (screening devices often have no GPU).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+FP32_OPS = ["Sigmoid", "Softmax"]
+
+
+def nodes_named(model: onnx.ModelProto, fragments: Iterable[str]) -> list[str]:
+    """Names of nodes whose name or recorded PyTorch scope contains any fragment (case-insensitive)."""
+    fragments = [f.lower() for f in fragments]
+    hits = []
+    for node in model.graph.node:
+        text = " ".join([node.name] + [p.value for p in node.metadata_props]).lower()
+        if any(f in text for f in fragments):
+            hits.append(node.name)
+    return hits
+
+
+def to_fp16(src: Path, dst: Path, *, keep_fp32: Iterable[str] = ()) -> Path:
+    from onnxconverter_common import float16
+
+    model = onnx.load(src)
+    converted = float16.convert_float_to_float16(
+        model,
+        keep_io_types=True,
+        op_block_list=list(float16.DEFAULT_OP_BLOCK_LIST) + FP32_OPS,
+        node_block_list=nodes_named(model, keep_fp32),
+    )
+    _fp32_outputs(converted)
+    onnx.checker.check_model(converted)
+    onnx.save_model(converted, dst)
+    return Path(dst)
+
+
+def _fp32_outputs(model: onnx.ModelProto) -> None:
+    """Keep graph outputs FP32. The converter casts a blocked (FP32) node that feeds a graph
+    output back to FP16 despite ``keep_io_types``; turn that cast into FP32, or add one."""
+    producers = {out: node for node in model.graph.node for out in node.output}
+    for output in model.graph.output:
+        if output.type.tensor_type.elem_type != onnx.TensorProto.FLOAT16:
+            continue
+        node = producers.get(output.name)
+        if node is not None and node.op_type == "Cast":
+            for attribute in node.attribute:
+                if attribute.name == "to":
+                    attribute.i = onnx.TensorProto.FLOAT
+        else:
+            inner = output.name + "_fp16"
+            for n in model.graph.node:
+                n.output[:] = [inner if o == output.name else o for o in n.output]
+            model.graph.node.append(onnx.helper.make_node("Cast", [inner], [output.name], to=onnx.TensorProto.FLOAT))
+        output.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+
+
+class _Calibration:
+    """ONNX Runtime's CalibrationDataReader protocol over an iterator of input dicts."""
+
+    def __init__(self, batches: Iterable[dict[str, np.ndarray]]):
+        self._batches: Iterator = iter(batches)
+
+    def get_next(self):
+        return next(self._batches, None)
+
+    def rewind(self):  # pragma: no cover - ORT calls it for some calibration methods only
+        raise NotImplementedError
+
+
+def to_int8(src: Path, dst: Path, calibration: Iterable[dict[str, np.ndarray]], *, exclude: Iterable[str] = ()) -> Path:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    dst = Path(dst)
+    prepared = dst.with_suffix(".prep.onnx")
+    quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+    try:
+        model = onnx.load(prepared)
+        quantize_static(
+            str(prepared),
+            str(dst),
+            _Calibration(calibration),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            op_types_to_quantize=None,
+            nodes_to_exclude=nodes_named(model, exclude),
+            extra_options={"ActivationSymmetric": False},
+        )
+    finally:
+        prepared.unlink(missing_ok=True)
+    return dst
