@@ -49,6 +49,14 @@ def build_plan(trt_major: int, precision: str) -> tuple[str, bool, bool]:
     return "fp32", False, True
 
 
+def tensorrt_builder_available() -> bool:
+    """True where the full TensorRT builder imports (not the lean runtime wheel, not a stub)."""
+    try:
+        return hasattr(_import_tensorrt(), "Builder")
+    except EngineBuildUnavailable:
+        return False
+
+
 def _import_tensorrt():
     try:
         import tensorrt as trt

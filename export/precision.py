@@ -41,6 +41,10 @@ def to_fp16(src: Path, dst: Path, *, keep_fp32: Iterable[str] = ()) -> Path:
         node_block_list=nodes_named(model, keep_fp32),
     )
     _fp32_outputs(converted)
+    # The converter can leave stale FP16 types on tensors it did not cast (e.g. after a blocked node);
+    # drop every recorded intermediate type and infer them again from the nodes themselves.
+    del converted.graph.value_info[:]
+    converted = onnx.shape_inference.infer_shapes(converted, strict_mode=True)
     onnx.checker.check_model(converted)
     onnx.save_model(converted, dst)
     return Path(dst)

@@ -134,6 +134,22 @@ class Bundle:
             raise BundleError(f"{self.root}: graph {graph!r} has no {precision} variant (has {', '.join(spec.files)})")
         return self.root / spec.files[precision]["path"]
 
+    def engine(self, graph: str, *, compute_capability: tuple[int, int], trt_version: str, precision: str) -> Path:
+        """The engine built for this GPU family and TensorRT version, or a one-line refusal."""
+        spec = self.graph(graph)
+        wanted = {
+            engine_key(compute_capability, trt_version, precision, f["sha256"]) for f in spec.files.values()
+        }
+        candidates = [e for e in self.manifest.engines if e["graph"] == graph]
+        for entry in candidates:
+            if entry["key"] in wanted:
+                return self.root / entry["path"]
+        if not candidates:
+            raise BundleError(f"{self.root}: no TensorRT engine for {graph!r}; run `fundusrt build-engines {self.root}`")
+        built = ", ".join(sorted(e["key"] for e in candidates))
+        here = f"sm{compute_capability[0]}{compute_capability[1]}-trt{trt_version}-{precision}"
+        raise BundleError(f"{self.root}: the {graph!r} engines were built elsewhere ({built}); this machine needs {here}")
+
     def graph(self, name: str) -> GraphSpec:
         try:
             return self.manifest.graphs[name]
