@@ -37,10 +37,12 @@ def main() -> int:
     p.add_argument("--seg-size", type=int, default=192)
     p.add_argument("--cls-size", type=int, default=128)
     p.add_argument("--loc-size", type=int, default=128)
-    p.add_argument("--seg-epochs", type=int, default=15)
-    p.add_argument("--cls-epochs", type=int, default=10)
+    p.add_argument("--seg-epochs", type=int, default=12)
+    p.add_argument("--cls-epochs", type=int, default=8)
     p.add_argument("--loc-epochs", type=int, default=25)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--loc-batch", type=int, default=16)
+    p.add_argument("--seg-batch", type=int, default=8, help="8: more optimiser steps on few images")
+    p.add_argument("--cls-batch", type=int, default=8)
     p.add_argument("--fresh", action="store_true", help="retrain stages that already finished")
     args = p.parse_args()
 
@@ -51,15 +53,17 @@ def main() -> int:
     test = load_specs(f"phantom:{data['test']}")
 
     recipes = {
-        "locate": ["--size", str(args.loc_size), "--epochs", str(args.loc_epochs), "--unet-base", "16"],
-        "segment": ["--size", str(args.seg_size), "--epochs", str(args.seg_epochs), "--bce", "1"],
-        "classify": ["--size", str(args.cls_size), "--epochs", str(args.cls_epochs)],
-    }
+        "locate": ["--size", str(args.loc_size), "--epochs", str(args.loc_epochs), "--batch-size", str(args.loc_batch),
+                   "--unet-base", "16"],
+        "segment": ["--size", str(args.seg_size), "--epochs", str(args.seg_epochs), "--batch-size", str(args.seg_batch),
+                    "--bce", "1"],
+        "classify": ["--size", str(args.cls_size), "--epochs", str(args.cls_epochs),
+                     "--batch-size", str(args.cls_batch)],
+    }  # fmt: skip
     report = {"settings": {k: str(v) for k, v in vars(args).items()}, "tasks": {}}
     for task in args.tasks.split(","):
         run = args.out / task
-        command = ["train", task, "--data", f"phantom:{data['train']}", "--out", str(run),
-                   "--batch-size", str(args.batch_size), *recipes[task]]  # fmt: skip
+        command = ["train", task, "--data", f"phantom:{data['train']}", "--out", str(run), *recipes[task]]
         if args.fresh or not (run / "summary.json").exists():
             shutil.rmtree(run, ignore_errors=True)
             began = time.perf_counter()

@@ -14,11 +14,9 @@ import onnxruntime as ort
 import torch
 
 from fundusrt.runtime.bundle import load_bundle
-from fundusrt.runtime.geometry import Affine
 from fundusrt.runtime.peaks import disc_and_fovea, log_peaks
 
-from .bundle_writer import _members
-from .graphs import Activated, EnsembleGraph
+from .graphs import reference_graphs
 from .inputs import graph_batches
 
 # precision -> tolerances (issue 4): probability |d|, mask agreement, map |d|, peak distance (px at model size)
@@ -29,14 +27,12 @@ TOLERANCES = {
 }
 
 
-def check_bundle(bundle_root: Path, *, classifier: Path, segmenter: Path, locator: Path, samples, threads: int = 0) -> list[dict]:
+def check_bundle(
+    bundle_root: Path, *, classifier: Path, segmenter: Path, locator: Path, samples, threads: int = 0
+) -> list[dict]:
     """One row per graph and precision, with ``ok`` telling whether it met its tolerances."""
     bundle = load_bundle(bundle_root)
-    references = {
-        "locator": Activated(_members(locator, "locate")[0][1]),
-        "segmenter": Activated(_members(segmenter, "segment")[0][1]),
-        "classifier": EnsembleGraph([(n, m, p["view"]) for n, m, p, _ in _members(classifier, "classify")]),
-    }
+    references = reference_graphs(classifier=classifier, segmenter=segmenter, locator=locator)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     rows = []
@@ -90,7 +86,10 @@ def _compare(graph, precision, ref, got, dataset, meta, views) -> dict:
             )  # fmt: skip
     else:
         row["map_max_diff"] = float(np.abs(ref[0] - got[0]).max())
-        distances = [_peak_distance(a[0], b[0], np.ascontiguousarray(v.transpose(1, 2, 0))) for a, b, v in zip(ref[0], got[0], views)]
+        distances = [
+            _peak_distance(a[0], b[0], np.ascontiguousarray(v.transpose(1, 2, 0)))
+            for a, b, v in zip(ref[0], got[0], views)
+        ]
         row["peak_max_px"] = float(np.max(distances))
         if tol["map"] is not None:
             checks.append(row["map_max_diff"] <= tol["map"])
@@ -133,12 +132,18 @@ def _metric(task_name, rows, dataset, key):
 
 
 def format_table(rows: list[dict]) -> str:
-    keys = ["graph", "precision", "images"] + sorted({k for r in rows for k in r} - {"graph", "precision", "images", "ok"}) + ["ok"]
+    keys = (
+        ["graph", "precision", "images"]
+        + sorted({k for r in rows for k in r} - {"graph", "precision", "images", "ok"})
+        + ["ok"]
+    )
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     for r in rows:
         cells = []
         for k in keys:
             v = r.get(k, "")
-            cells.append(f"{v:.3g}" if isinstance(v, float) else ("yes" if v is True else "NO" if v is False else str(v)))
+            cells.append(
+                f"{v:.3g}" if isinstance(v, float) else ("yes" if v is True else "NO" if v is False else str(v))
+            )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

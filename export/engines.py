@@ -61,7 +61,9 @@ def _import_tensorrt():
     try:
         import tensorrt as trt
     except ImportError:
-        raise EngineBuildUnavailable("TensorRT is not installed (pip install 'fundusrt[trt]' on a machine with an NVIDIA GPU)") from None
+        raise EngineBuildUnavailable(
+            "TensorRT is not installed (pip install 'fundusrt[trt]' on a machine with an NVIDIA GPU)"
+        ) from None
     if not hasattr(trt, "Builder"):
         raise EngineBuildUnavailable("the installed tensorrt package has no builder (only the lean runtime, or a stub)")
     return trt
@@ -82,7 +84,12 @@ def compute_capability() -> tuple[int, int]:
 
 
 def build_engines(
-    bundle_root: Path, *, precision: str = "fp16", max_batch: int | None = None, opt_batch: int = 8, workspace_gib: float = 4.0
+    bundle_root: Path,
+    *,
+    precision: str = "fp16",
+    max_batch: int | None = None,
+    opt_batch: int = 8,
+    workspace_gib: float = 4.0,
 ) -> list[dict]:
     trt = _import_tensorrt()
     cc = compute_capability()
@@ -101,15 +108,17 @@ def build_engines(
         key = engine_key(cc, trt.__version__, precision, spec.files[variant]["sha256"])
         target = engines_dir / key / f"{name}.engine"
         target.parent.mkdir(parents=True, exist_ok=True)
-        data = _build_one(trt, logger, onnx_path, profile_shapes(spec, max_batch=max_batch, opt_batch=min(opt_batch, max_batch)),
-                          strongly_typed, fp16_flag, workspace_gib, cache_path)  # fmt: skip
+        shapes = profile_shapes(spec, max_batch=max_batch, opt_batch=min(opt_batch, max_batch))
+        data = _build_one(trt, logger, onnx_path, shapes, strongly_typed, fp16_flag, workspace_gib, cache_path)
         target.write_bytes(data)
         entry = {
             "graph": name, "key": key, "path": target.relative_to(bundle_root).as_posix(), "sha256": sha256(target),
             "precision": precision, "tensorrt": trt.__version__, "compute_capability": f"{cc[0]}.{cc[1]}",
             "max_batch": max_batch, "opt_batch": opt_batch, "onnx": variant,
         }  # fmt: skip
-        entry["comparison"] = compare_with_onnxruntime(target, bundle.file(name, "fp32"), spec, batch=min(opt_batch, max_batch))
+        entry["comparison"] = compare_with_onnxruntime(
+            target, bundle.file(name, "fp32"), spec, batch=min(opt_batch, max_batch)
+        )
         built.append(entry)
     engines = [e for e in manifest.engines if (e["graph"], e["key"]) not in {(b["graph"], b["key"]) for b in built}]
     write_manifest(bundle_root, replace(manifest, engines=engines + built))

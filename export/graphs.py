@@ -35,3 +35,19 @@ class EnsembleGraph(nn.Module):
         # The mean is taken from the members' tensors, not from the stacked output: a graph output that
         # also feeds another node trips the FP16 converter (it types the consumer wrongly).
         return sum(each) / len(each), torch.stack(each, dim=1)
+
+
+def ensemble_graph(trained_members) -> EnsembleGraph:
+    """The ensemble of a classify run's members (``fundusrt.train.runs.TrainedMember``)."""
+    return EnsembleGraph([(m.member.name, m.model, m.member.view) for m in trained_members])
+
+
+def reference_graphs(*, classifier, segmenter, locator) -> dict:
+    """The PyTorch modules behind each bundle graph, from three run folders."""
+    from fundusrt.train.runs import load_run
+
+    return {
+        "locator": Activated(load_run(locator, "locate")[1][0].model),
+        "segmenter": Activated(load_run(segmenter, "segment")[1][0].model),
+        "classifier": ensemble_graph(load_run(classifier, "classify")[1]),
+    }

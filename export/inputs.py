@@ -32,7 +32,8 @@ def graph_batches(graph: str, samples, size: int, *, batch_size: int = 8) -> Ite
         first = batches[0]
         inputs = {name: batch["image"].numpy() for name, batch in zip(loaders, batches)}
         rows = [
-            {key: _plain(value[i]) for key, value in first.items() if key != "image"} for i in range(len(first["image"]))
+            {key: _plain(value[i]) for key, value in first.items() if key != "image"}
+            for i in range(len(first["image"]))
         ]
         yield {"inputs": inputs, "rows": rows, "dataset": dataset}
 
@@ -43,7 +44,9 @@ def _plain(value):
     return value
 
 
-def calibration_inputs(graph: str, samples, size: int, *, count: int, batch_size: int = 8) -> Iterator[dict[str, np.ndarray]]:
+def calibration_inputs(
+    graph: str, samples, size: int, *, count: int, batch_size: int = 8
+) -> Iterator[dict[str, np.ndarray]]:
     """At most ``count`` preprocessed images, as input dicts for ONNX Runtime's calibrator."""
     seen = 0
     for batch in graph_batches(graph, samples, size, batch_size=batch_size):

@@ -44,7 +44,7 @@ class TensorSpec:
     dtype: str = "float32"
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TensorSpec":
+    def from_dict(cls, d: dict) -> TensorSpec:
         return cls(d["name"], tuple(d["shape"]), d.get("dtype", "float32"))
 
     def to_dict(self) -> dict:
@@ -61,7 +61,7 @@ class GraphSpec:
     postprocess: dict = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, name: str, d: dict) -> "GraphSpec":
+    def from_dict(cls, name: str, d: dict) -> GraphSpec:
         return cls(
             name,
             tuple(TensorSpec.from_dict(t) for t in d["inputs"]),
@@ -103,7 +103,7 @@ class Manifest:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Manifest":
+    def from_dict(cls, d: dict) -> Manifest:
         return cls(
             graphs={name: GraphSpec.from_dict(name, g) for name, g in d["graphs"].items()},
             ensemble=dict(d.get("ensemble", {})),
@@ -137,18 +137,20 @@ class Bundle:
     def engine(self, graph: str, *, compute_capability: tuple[int, int], trt_version: str, precision: str) -> Path:
         """The engine built for this GPU family and TensorRT version, or a one-line refusal."""
         spec = self.graph(graph)
-        wanted = {
-            engine_key(compute_capability, trt_version, precision, f["sha256"]) for f in spec.files.values()
-        }
+        wanted = {engine_key(compute_capability, trt_version, precision, f["sha256"]) for f in spec.files.values()}
         candidates = [e for e in self.manifest.engines if e["graph"] == graph]
         for entry in candidates:
             if entry["key"] in wanted:
                 return self.root / entry["path"]
         if not candidates:
-            raise BundleError(f"{self.root}: no TensorRT engine for {graph!r}; run `fundusrt build-engines {self.root}`")
+            raise BundleError(
+                f"{self.root}: no TensorRT engine for {graph!r}; run `fundusrt build-engines {self.root}`"
+            )
         built = ", ".join(sorted(e["key"] for e in candidates))
         here = f"sm{compute_capability[0]}{compute_capability[1]}-trt{trt_version}-{precision}"
-        raise BundleError(f"{self.root}: the {graph!r} engines were built elsewhere ({built}); this machine needs {here}")
+        raise BundleError(
+            f"{self.root}: the {graph!r} engines were built elsewhere ({built}); this machine needs {here}"
+        )
 
     def graph(self, name: str) -> GraphSpec:
         try:
@@ -170,7 +172,9 @@ def load_bundle(root: Path, *, verify: bool = True) -> Bundle:
     if raw.get("format") != FORMAT:
         raise BundleError(f"{path}: format {raw.get('format')!r} is not {FORMAT!r}")
     if raw.get("version") != VERSION:
-        raise BundleError(f"{path}: bundle version {raw.get('version')} is not supported (this runtime reads {VERSION})")
+        raise BundleError(
+            f"{path}: bundle version {raw.get('version')} is not supported (this runtime reads {VERSION})"
+        )
     try:
         manifest = Manifest.from_dict(raw)
     except (KeyError, TypeError, ValueError) as e:

@@ -30,10 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_unavailable(subparsers, name: str, error: ImportError) -> None:
+    """List the command anyway; running it says what to install."""
     reason = f"needs {error.name or error}: pip install 'fundusrt[train]'"
     p = subparsers.add_parser(name, help=f"(unavailable: {reason})", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=lambda args: sys.exit(f"fundusrt {name}: {reason}") or 2)
+
+    def unavailable(args) -> int:
+        sys.exit(f"fundusrt {name}: {reason}")
+
+    p.set_defaults(func=unavailable)
 
 
 def main(argv: list[str] | None = None) -> int:

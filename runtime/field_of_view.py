@@ -33,7 +33,11 @@ def detect_field_of_view(image: np.ndarray) -> FieldOfView:
     # An integer box shrink (OpenCV's fast INTER_AREA path); the thumbnail's pixel i covers
     # original pixels [i * k, (i + 1) * k), so centres map back exactly.
     k = max(1, -(-max(h, w) // _WORK_SIZE))
-    small = image if k == 1 else cv2.resize(image[: h // k * k, : w // k * k], (w // k, h // k), interpolation=cv2.INTER_AREA)
+    small = (
+        image
+        if k == 1
+        else cv2.resize(image[: h // k * k, : w // k * k], (w // k, h // k), interpolation=cv2.INTER_AREA)
+    )
     scale = 1.0 / k
     brightness = small.max(axis=2)
     peak = float(np.percentile(brightness, 99))

@@ -27,7 +27,7 @@ class Affine:
         object.__setattr__(self, "matrix", matrix)
 
     @classmethod
-    def identity(cls) -> "Affine":
+    def identity(cls) -> Affine:
         return cls(np.eye(2, 3))
 
     def __call__(self, points) -> np.ndarray:
@@ -35,10 +35,10 @@ class Affine:
         points = np.asarray(points, dtype=np.float64)
         return points @ self.matrix[:, :2].T + self.matrix[:, 2]
 
-    def inverse(self) -> "Affine":
+    def inverse(self) -> Affine:
         return Affine(cv2.invertAffineTransform(self.matrix))
 
-    def then(self, other: "Affine") -> "Affine":
+    def then(self, other: Affine) -> Affine:
         """The map that applies ``self`` first, then ``other``."""
         a = np.vstack([self.matrix, [0.0, 0.0, 1.0]])
         b = np.vstack([other.matrix, [0.0, 0.0, 1.0]])

@@ -46,5 +46,5 @@ class Normalization:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Normalization":
+    def from_dict(cls, d: dict) -> Normalization:
         return cls(mean=tuple(d["mean"]), std=tuple(d["std"]), per_image=bool(d.get("per_image", False)))

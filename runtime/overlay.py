@@ -29,7 +29,10 @@ def draw_overlay(
             contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
             cv2.drawContours(out, contours, -1, colour, thickness, cv2.LINE_AA)
     marker = 6 * thickness
-    for point, colour, shape in ((disc_center, DISC_COLOUR, cv2.MARKER_CROSS), (fovea, FOVEA_COLOUR, cv2.MARKER_TILTED_CROSS)):
+    for point, colour, shape in (
+        (disc_center, DISC_COLOUR, cv2.MARKER_CROSS),
+        (fovea, FOVEA_COLOUR, cv2.MARKER_TILTED_CROSS),
+    ):
         if point is not None:
             cv2.drawMarker(out, (round(point[0]), round(point[1])), colour, shape, 2 * marker, thickness, cv2.LINE_AA)
     scale = max(h, w) / 1400

@@ -119,6 +119,7 @@ def _split(samples, args):
     held = [s for s in samples if s.split in ("validation", "test")]
     if held:
         return [s for s in samples if s.split not in ("validation", "test")], held
+
     # No split in the data: hold out a fraction, chosen by a hash of the file name (stable across runs).
     def bucket(s):
         return int(hashlib.sha1(f"{s.dataset}/{s.name}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
@@ -141,7 +142,9 @@ def _train(task, members, train, val, config, out: Path) -> dict:
     if task.name == "classify" and len(members) > 1 and val:
         from .evaluate import evaluate_run
 
-        summary["ensemble"] = evaluate_run(out, val, device=config["device"], batch_size=config["batch_size"])["ensemble"]
+        summary["ensemble"] = evaluate_run(out, val, device=config["device"], batch_size=config["batch_size"])[
+            "ensemble"
+        ]
         print("ensemble: " + ", ".join(f"{k} {v:.4f}" for k, v in summary["ensemble"].items()))
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary.get("ensemble") or next(iter(results.values()), {})
@@ -153,6 +156,8 @@ def _print_lodo(rows) -> None:
     print("| held out | train | val | " + " | ".join(keys) + " |")
     print("|" + "---|" * (3 + len(keys)))
     for name, n_train, n_val, metrics in rows:
-        print(f"| {name} | {n_train} | {n_val} | " + " | ".join(f"{metrics.get(k, float('nan')):.4f}" for k in keys) + " |")
-
-
+        print(
+            f"| {name} | {n_train} | {n_val} | "
+            + " | ".join(f"{metrics.get(k, float('nan')):.4f}" for k in keys)
+            + " |"
+        )

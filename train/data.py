@@ -87,7 +87,7 @@ class _TaskDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def _anatomy(self, index: int) -> Anatomy:
+    def anatomy_of(self, index: int) -> Anatomy:
         if index not in self._anatomies:  # a mask read per sample and process, not per epoch
             self._anatomies[index] = anatomy(self.samples[index])
         return self._anatomies[index]
@@ -104,7 +104,7 @@ class _TaskDataset(Dataset):
         return crop, affine
 
     def _disc_transform(self, image, index, rng) -> Affine:
-        anat = self._anatomy(index)
+        anat = self.anatomy_of(index)
         if self.augment is not None and anat.disc_center is not None and anat.disc_diameter:
             centre, diameter = self.augment.disc_crop(rng, anat.disc_center, anat.disc_diameter)
             anat = Anatomy(centre, diameter)
@@ -162,7 +162,7 @@ class LocatorDataset(_TaskDataset):
         sample, rng = self.samples[index], self._rng(index)
         image = sample.load_image()
         crop, affine = self._view(image, full_view_transform(image, self.size), rng)
-        disc, fovea = affine([self._anatomy(index).disc_center, sample.fovea])
+        disc, fovea = affine([self.anatomy_of(index).disc_center, sample.fovea])
         target = bi_distance_map((self.size, self.size), disc, fovea, gamma=self.gamma)
         return {
             "image": self._tensor(crop),

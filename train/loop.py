@@ -1,6 +1,6 @@
 """The plain training loop: one member at a time, epoch by epoch, best checkpoint kept.
 
-    train_one_epoch -> predict on the validation set -> task metrics -> checkpoints, history
+train_one_epoch -> predict on the validation set -> task metrics -> checkpoints, history
 """
 
 from __future__ import annotations
@@ -98,7 +98,13 @@ def fit_member(task: Task, member: Member, train_samples, val_samples, config: d
             metrics = task.evaluate(predict(model, val_loader, device, keep_input=task.name == "locate"), val_set)
         else:
             metrics = {"score": -loss}
-        record = {"epoch": epoch + 1, "loss": loss, "lr": lr, "seconds": round(time.perf_counter() - began, 1), **metrics}
+        record = {
+            "epoch": epoch + 1,
+            "loss": loss,
+            "lr": lr,
+            "seconds": round(time.perf_counter() - began, 1),
+            **metrics,
+        }
         with open(folder / "history.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         improved = metrics["score"] > best

@@ -187,7 +187,7 @@ def _paint(rng, g: dict, disc_field, h: int, w: int) -> np.ndarray:
     xs = (np.arange(lw, dtype=np.float32)[None, :] + 0.5) * (w / lw) - 0.5  # original x of low-res pixels
     ys = (np.arange(lh, dtype=np.float32)[:, None] + 0.5) * (h / lh) - 0.5
     cx, cy = g["fov_center"]
-    radius, dd = g["fov_radius"], g["dd"]
+    radius = g["fov_radius"]
     dx, dy = xs - cx, ys - cy
     r = np.sqrt(dx * dx + dy * dy) * (1.0 / radius)  # 1 at the FOV edge
 
@@ -263,12 +263,22 @@ def _vessel_layer(rng, g: dict, h: int, w: int) -> np.ndarray:
         ((-0.6 * temporal, -1.0), (-temporal, -0.4), 3.0, 0.7),  # superior nasal
         ((-0.6 * temporal, 1.0), (-temporal, 0.4), 3.0, 0.7),  # inferior nasal
     ]
-    for (h0, ht, length, scale) in trunks:
-        for kind, width, shade, turn in (("vein", 0.075, 255, 0.0), ("artery", 0.055, 175, 0.14)):
+    for h0, ht, length, scale in trunks:
+        for _kind, width, shade, turn in (("vein", 0.075, 255, 0.0), ("artery", 0.055, 175, 0.14)):
             theta0 = math.atan2(h0[1], h0[0]) + rng.uniform(-0.12, 0.12) + (turn if h0[1] < 0 else -turn)
             _grow(
-                rng, layer, start, theta0, math.atan2(ht[1], ht[0]), length * dd,
-                width * dd * scale, shade, 0, dd, fov, fovea,
+                rng,
+                layer,
+                start,
+                theta0,
+                math.atan2(ht[1], ht[0]),
+                length * dd,
+                width * dd * scale,
+                shade,
+                0,
+                dd,
+                fov,
+                fovea,
             )
     return layer
 
@@ -294,9 +304,18 @@ def _grow(rng, layer, point, theta, target, length, width, shade, depth, dd, fov
             side = 1 if rng.random() < 0.5 else -1
             child = theta + side * rng.uniform(0.45, 1.1)
             _grow(
-                rng, layer, (x, y), child, child + side * rng.uniform(-0.3, 0.5),
-                (length - travelled) * rng.uniform(0.4, 0.8), width * rng.uniform(0.55, 0.75),
-                shade, depth + 1, dd, fov, fovea,
+                rng,
+                layer,
+                (x, y),
+                child,
+                child + side * rng.uniform(-0.3, 0.5),
+                (length - travelled) * rng.uniform(0.4, 0.8),
+                width * rng.uniform(0.55, 0.75),
+                shade,
+                depth + 1,
+                dd,
+                fov,
+                fovea,
             )
         if len(points) == 5:  # draw in short runs so the calibre tapers
             _draw(layer, points, width, shade)

@@ -126,7 +126,7 @@ def _location(predictions: list[dict], dataset) -> dict:
         found += 1
         disc, fovea = located
         fovea_errors.append(fovea_distance([fovea], [sample.fovea]))
-        disc_errors.append(fovea_distance([disc], [dataset._anatomy(p["index"]).disc_center]))
+        disc_errors.append(fovea_distance([disc], [dataset.anatomy_of(p["index"]).disc_center]))
         relative.append(fovea_errors[-1] / width)
     metrics = {
         "fovea_distance_px": float(np.mean(fovea_errors)),

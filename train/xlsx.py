@@ -60,7 +60,9 @@ def _fixed_zip_times(data: bytes) -> bytes:
             content = src.read(item.filename)
             if item.filename == "docProps/core.xml":
                 content = _fixed_core_times(content)
-            dst.writestr(zipfile.ZipInfo(item.filename, date_time=_EPOCH.timetuple()[:6]), content, zipfile.ZIP_DEFLATED)
+            dst.writestr(
+                zipfile.ZipInfo(item.filename, date_time=_EPOCH.timetuple()[:6]), content, zipfile.ZIP_DEFLATED
+            )
     return out.getvalue()
 
 

@@ -10,13 +10,12 @@ import pytest
 
 from fundusrt.export.bundle_writer import export_bundle
 from fundusrt.export.check import TOLERANCES, check_bundle, format_table
+from fundusrt.export.engines import tensorrt_builder_available
 from fundusrt.runtime.bundle import BundleError, load_bundle, sha256
 from fundusrt.runtime.cli import main
 from fundusrt.train.datasets import load_specs
 from fundusrt.train.models import load_checkpoint
 from fundusrt.train.synth import write_phantom_dataset
-
-from fundusrt.export.engines import tensorrt_builder_available
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +40,7 @@ def test_manifest_describes_every_graph(runs):
     m = bundle.manifest
     assert set(m.graphs) == {"locator", "segmenter", "classifier"} and m.max_batch == 16
     assert m.producer["opset"] >= 18 and m.ensemble["members"] == ["crop_gap"]
-    for name, spec in m.graphs.items():
+    for spec in m.graphs.values():
         assert set(spec.files) == {"fp32", "fp16", "int8"}
         for entry in spec.files.values():
             assert "/" not in entry["path"] and sha256(runs["bundle"] / entry["path"]) == entry["sha256"]
@@ -51,7 +50,9 @@ def test_manifest_describes_every_graph(runs):
     assert seg.preprocess == checkpoint["preprocess"] and seg.postprocess["crop_factor"] == 2.0
     assert [t.name for t in m.graphs["classifier"].inputs] == ["full", "crop"]
     assert [t.name for t in m.graphs["classifier"].outputs] == ["probability", "members"]
-    assert m.graphs["locator"].postprocess["gamma"] == 7.0 and m.graphs["locator"].preprocess["normalization"]["per_image"]
+    assert (
+        m.graphs["locator"].postprocess["gamma"] == 7.0 and m.graphs["locator"].preprocess["normalization"]["per_image"]
+    )
 
 
 def test_onnx_carries_its_preprocessing_and_a_dynamic_batch(runs):
@@ -101,7 +102,9 @@ def test_a_moved_bundle_loads_and_a_tampered_one_is_refused(runs, tmp_path):
         load_bundle(moved)
 
 
-@pytest.mark.skipif(not tensorrt_builder_available(), reason="needs TensorRT and an NVIDIA GPU (none on any machine here)")
+@pytest.mark.skipif(
+    not tensorrt_builder_available(), reason="needs TensorRT and an NVIDIA GPU (none on any machine here)"
+)
 def test_build_engines_on_a_gpu(runs):  # pragma: no cover - runs only where TensorRT is
     from fundusrt.export.engines import build_engines
 

@@ -36,7 +36,9 @@ def _bundle(root):
     key = engine_key((8, 6), "10.9.0", "fp16", files["fp32"]["sha256"])
     engines = [{"graph": "locator", "key": key, "path": f"engines/{key}/locator.engine", "sha256": sha256(engine)}]
     engine.parent.rename(root / "engines" / key)
-    write_manifest(root, Manifest({"locator": spec}, {"members": [], "threshold": 0.5}, {"fundusrt": "test"}, 64, engines))
+    write_manifest(
+        root, Manifest({"locator": spec}, {"members": [], "threshold": 0.5}, {"fundusrt": "test"}, 64, engines)
+    )
     return root
 
 

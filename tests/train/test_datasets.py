@@ -6,7 +6,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
 
 from fundusrt.train.datasets import (
     DatasetLayoutError,
@@ -49,7 +48,7 @@ def _refuge_tree(root: Path):
         ("ID", "ImgName", "Fovea_X", "Fovea_Y"),
         [(1, "g0001.jpg", 10.5, 11.5), (2, "n0001.jpg", 12, 13), (3, "n0002.jpg", 14, 15)],
     )
-    for name, label in (("V0001", 1), ("V0002", 0)):
+    for name in ("V0001", "V0002"):
         _jpg(root / "REFUGE-Validation400" / f"{name}.jpg")
         _png(root / "REFUGE-Validation400-GT" / "Disc_Cup_Masks" / f"{name}.bmp", _refuge_mask())
     write_table(
@@ -144,8 +143,8 @@ def _drishti_tree(root: Path):
     write_table(
         files / "Drishti-GS1_diagnosis.xlsx",
         ("Drishti-GS1 diagnosis",),
-        [(), ("", "", ""), ("Sl. No", "Drishti-GS File", "Patient ID", "Total"), (1, "drishtiGS_001'", "P1", "Glaucomatous"),
-         (2, "drishtiGS_002'", "P2", "Normal")],
+        [(), ("", "", ""), ("Sl. No", "Drishti-GS File", "Patient ID", "Total"),
+         (1, "drishtiGS_001'", "P1", "Glaucomatous"), (2, "drishtiGS_002'", "P2", "Normal")],
     )  # fmt: skip
 
 
@@ -161,7 +160,15 @@ def test_drishti_soft_maps_labels_and_disc_centre(tmp_path):
 
 def test_drishti_missing_gt(tmp_path):
     _drishti_tree(tmp_path)
-    (tmp_path / "Drishti-GS1_files" / "Test" / "Test_GT" / "drishtiGS_001" / "SoftMap" / "drishtiGS_001_cupsegSoftmap.png").unlink()
+    (
+        tmp_path
+        / "Drishti-GS1_files"
+        / "Test"
+        / "Test_GT"
+        / "drishtiGS_001"
+        / "SoftMap"
+        / "drishtiGS_001_cupsegSoftmap.png"
+    ).unlink()
     with pytest.raises(DatasetLayoutError, match="drishtiGS_001_cupsegSoftmap.png"):
         load_spec("drishti", tmp_path)
 

@@ -54,7 +54,12 @@ def test_cenet_matches_the_reference_structure():
     assert isinstance(net, CENet)
     # ResNet34 encoder: 3, 4, 6, 3 basic blocks with 64, 128, 256, 512 filters.
     assert [len(e) for e in (net.encoder1, net.encoder2, net.encoder3, net.encoder4)] == [3, 4, 6, 3]
-    assert [e[-1].conv2.out_channels for e in (net.encoder1, net.encoder2, net.encoder3, net.encoder4)] == [64, 128, 256, 512]
+    assert [e[-1].conv2.out_channels for e in (net.encoder1, net.encoder2, net.encoder3, net.encoder4)] == [
+        64,
+        128,
+        256,
+        512,
+    ]
     # DAC: four convs 512->512 with bias, no BatchNorm, dilations 1, 3, 5 and a 1x1.
     dac = net.dac
     assert isinstance(dac, DACBlock) and not any(isinstance(m, nn.BatchNorm2d) for m in dac.modules())

@@ -58,7 +58,9 @@ def test_looks_like_a_fundus_photograph(phantoms):
     for p in phantoms:
         t, image = p.truth, p.image.astype(float)
         r = t.disc_diameter / 2
-        inside = image[round(t.fov_center[1]) - 20 : round(t.fov_center[1]) + 20, round(t.fov_center[0]) - 20 :][:40, :40]
+        inside = image[round(t.fov_center[1]) - 20 : round(t.fov_center[1]) + 20, round(t.fov_center[0]) - 20 :][
+            :40, :40
+        ]
         red, green, blue = inside.reshape(-1, 3).mean(axis=0)
         assert red > green > blue  # orange-red retina
         assert image[:3, :3].max() < 12 and image[-3:, -3:].max() < 12  # black outside the circle

@@ -27,7 +27,9 @@ def test_writes_the_refuge_training_layout(synth_dir):
     assert "Training400/Glaucoma/g0001.jpg" in images or "Training400/Non-Glaucoma/n0001.jpg" in images
     for p in masks:
         assert p.startswith("Annotation-Training400/Disc_Cup_Masks/")
-    table = read_table(synth_dir / "Annotation-Training400" / "Fovea_location.xlsx", ("ID", "ImgName", "Fovea_X", "Fovea_Y"))
+    table = read_table(
+        synth_dir / "Annotation-Training400" / "Fovea_location.xlsx", ("ID", "ImgName", "Fovea_X", "Fovea_Y")
+    )
     assert [r["ID"] for r in table] == list(range(1, 13))
 
 

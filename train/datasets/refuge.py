@@ -109,4 +109,3 @@ def _fovea_rows(table: list[dict]) -> dict:
         for r in table
         if r.get("Fovea_X") is not None and r.get("Fovea_Y") is not None
     }
-

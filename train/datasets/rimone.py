@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from .sample import GLAUCOMA, NORMAL, Sample, require
 
 _FOLDERS = ("Healthy", "Glaucoma and suspects")
