@@ -47,6 +47,16 @@ def read_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> np.n
 
 def decode_image(data: bytes, *, source: str | os.PathLike = "<bytes>", max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode encoded image bytes as an (H, W, 3) RGB uint8 array, or raise ImageReadError."""
+    probe_image(data, source=source, max_pixels=max_pixels)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB | cv2.IMREAD_ANYDEPTH)
+    if image is None:
+        raise ImageReadError(source, "not a decodable image (unknown format or corrupt data)")
+    return _to_uint8(image)
+
+
+def probe_image(data: bytes, *, source: str | os.PathLike = "<bytes>", max_pixels: int = MAX_PIXELS) -> None:
+    """Every check short of decoding the pixels: not empty, header size within the limit, and a
+    JPEG or PNG that is not truncated. Raises ImageReadError; cheap enough to vet a dataset."""
     if not data:
         raise ImageReadError(source, "empty file (0 bytes)")
     size = _header_size(data, source)
@@ -54,10 +64,15 @@ def decode_image(data: bytes, *, source: str | os.PathLike = "<bytes>", max_pixe
         w, h = size
         raise ImageReadError(source, f"{w}x{h} pixels exceeds the limit of {max_pixels:,} pixels")
     _check_complete(data, source)
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB | cv2.IMREAD_ANYDEPTH)
-    if image is None:
-        raise ImageReadError(source, "not a decodable image (unknown format or corrupt data)")
-    return _to_uint8(image)
+
+
+def check_image_file(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> None:
+    """``probe_image`` on a file: raises ImageReadError naming the file and the reason."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise ImageReadError(path, f"cannot read ({e.strerror or e})") from None
+    probe_image(data, source=path, max_pixels=max_pixels)
 
 
 def _header_size(data: bytes, source) -> tuple[int, int] | None:

@@ -97,7 +97,7 @@ def run(args) -> int:
         "resume": args.resume,
         "versions": {"python": platform.python_version(), "torch": torch.__version__},
     }
-    samples = load_specs(args.data)
+    samples = _vetted(load_specs(args.data))
     if args.lodo:
         rows = []
         for fold in leave_one_dataset_out(samples):
@@ -111,11 +111,25 @@ def run(args) -> int:
     return 0
 
 
+def _vetted(samples):
+    """Unreadable images are reported, one line each, and left out; training goes on with the rest."""
+    from .datasets import vet_samples
+
+    usable, problems = vet_samples(samples)
+    for line in problems:
+        print(f"skipping {line}", file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} of {len(samples)} samples skipped", file=sys.stderr)
+    if not usable:
+        sys.exit("fundusrt train: no usable samples")
+    return usable
+
+
 def _split(samples, args):
     from .datasets import load_specs
 
     if args.val:
-        return samples, load_specs(args.val)
+        return samples, _vetted(load_specs(args.val))
     held = [s for s in samples if s.split in ("validation", "test")]
     if held:
         return [s for s in samples if s.split not in ("validation", "test")], held

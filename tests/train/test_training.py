@@ -85,3 +85,24 @@ def test_leave_one_dataset_out_prints_a_row_per_dataset(phantom_spec, tmp_path, 
     out = capsys.readouterr().out
     assert "| phantom | 4 | 10 |" in out and "| acrima | 10 | 4 |" in out
     assert (run / "lodo-phantom" / "crop_gap" / "best.pt").exists() and (run / "lodo-acrima" / "summary.json").exists()
+
+
+def test_unreadable_images_are_skipped_with_one_line_each(phantom_spec, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "ph"
+    shutil.copytree(phantom_spec.split(":", 1)[1], copy)
+    images = sorted((copy / "Training400").rglob("*.jpg"))
+    images[0].write_bytes(images[0].read_bytes()[:1000])  # truncated
+    images[1].write_bytes(b"")  # empty
+    run = tmp_path / "run"
+    assert main(["train", "locate", "--data", f"phantom:{copy}", "--out", str(run), "--size", "64", "--epochs", "1",
+                 "--batch-size", "4", "--unet-base", "8"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert f"skipping {images[0]}: truncated JPEG" in err and f"skipping {images[1]}: empty file" in err
+    assert "2 of 10 samples skipped" in err
+    assert (
+        json.loads((run / "config.json").read_text())["train_samples"]
+        + json.loads((run / "config.json").read_text())["val_samples"]
+        == 8
+    )

@@ -4,7 +4,7 @@ A data spec selects them: ``refuge:PATH``, ``origa:PATH``, ``drishti:PATH``, ``r
 ``acrima:PATH``, ``phantom:PATH``; several joined by commas.
 """
 
-from .sample import GLAUCOMA, NORMAL, DatasetLayoutError, Sample
+from .sample import GLAUCOMA, NORMAL, DatasetLayoutError, Sample, vet_samples
 from .specs import LOADERS, load_spec, load_specs, parse_specs
 from .splits import Fold, leave_one_dataset_out
 
@@ -19,4 +19,5 @@ __all__ = [
     "load_spec",
     "load_specs",
     "parse_specs",
+    "vet_samples",
 ]

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fundusrt.runtime.image_io import read_image
+from fundusrt.runtime.image_io import ImageReadError, check_image_file, read_image
 from fundusrt.runtime.masks import encode_refuge
 
 GLAUCOMA, NORMAL = 1, 0
@@ -87,3 +87,20 @@ def require(path: Path, what: str) -> Path:
     if not path.exists():
         raise DatasetLayoutError(f"{what}: missing {path}")
     return path
+
+
+def vet_samples(samples: list[Sample]) -> tuple[list[Sample], list[str]]:
+    """(usable samples, one line per unusable one): images that are missing, empty, truncated or too
+    large, and annotation files that are missing, are set aside before training starts."""
+    usable, problems = [], []
+    for sample in samples:
+        try:
+            check_image_file(sample.image)
+            for path in sample.mask_files:
+                if not path.is_file():
+                    raise ImageReadError(path, "annotation file missing")
+        except ImageReadError as e:
+            problems.append(str(e))
+        else:
+            usable.append(sample)
+    return usable, problems
