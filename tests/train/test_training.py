@@ -101,8 +101,5 @@ def test_unreadable_images_are_skipped_with_one_line_each(phantom_spec, tmp_path
     err = capsys.readouterr().err
     assert f"skipping {images[0]}: truncated JPEG" in err and f"skipping {images[1]}: empty file" in err
     assert "2 of 10 samples skipped" in err
-    assert (
-        json.loads((run / "config.json").read_text())["train_samples"]
-        + json.loads((run / "config.json").read_text())["val_samples"]
-        == 8
-    )
+    config = json.loads((run / "config.json").read_text())
+    assert config["train_samples"] + config["val_samples"] == 8
