@@ -4,7 +4,7 @@ best checkpoints on held-out phantoms (a series never seen in training or model 
     python benchmarks/learning.py [--out runs/learning] [--tasks locate,segment,classify]
 
 Targets (issue 3): OD Dice >= 0.85, OC Dice >= 0.70, fovea error <= 5 % of image width,
-ensemble AUC >= 0.85. Prints one table and writes ``OUT/learning.json``. About an hour on 2 cores
+ensemble AUC >= 0.85. Prints one table and writes ``OUT/learning.json``. About 80 minutes on 2 cores
 with the defaults; a finished stage is reused (its run folder's summary.json) unless --fresh.
 """
 

@@ -1,4 +1,4 @@
-"""The issue's learning targets, end to end: about an hour on 2 cores, so marked slow (`make test-slow`)."""
+"""The issue's learning targets, end to end: about 80 minutes on 2 cores, so marked slow (`make test-slow`)."""
 
 import subprocess
 import sys
