@@ -30,8 +30,10 @@ from .precision import to_fp16, to_int8
 
 # Nodes kept FP32 in the FP16 graphs, by PyTorch module name: CE-Net's DAC sum has no normalisation.
 KEEP_FP32 = {"segmenter": ("dac",), "locator": (), "classifier": ()}
-# Layers left unquantised in the INT8 graphs: the last convolution of each dense head.
-INT8_EXCLUDE = {"segmenter": ("head.4",), "locator": ("model.out",), "classifier": ()}
+# Modules left unquantised in the INT8 graphs: the last convolution of each dense head, and for the
+# classifier each member's stem, first two stages and linear head (measured: with only the heads left
+# FP32 the ensemble drifted 0.037 in probability on held-out phantoms; with these, 0.013).
+INT8_EXCLUDE = {"segmenter": ("head.4",), "locator": ("model.out",), "classifier": ("stem", "layer1", "layer2", "fc")}
 
 
 @dataclass
@@ -83,7 +85,7 @@ def export_bundle(
     locator: Path,
     out: Path,
     calibration: str | None = None,
-    calibration_count: int = 32,
+    calibration_count: int = 64,
     max_batch: int = 64,
     threshold: float = 0.5,
     precisions: tuple[str, ...] = ("fp32", "fp16", "int8"),

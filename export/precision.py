@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -19,13 +20,17 @@ import onnx
 FP32_OPS = ["Sigmoid", "Softmax"]
 
 
-def nodes_named(model: onnx.ModelProto, fragments: Iterable[str]) -> list[str]:
-    """Names of nodes whose name or recorded PyTorch scope contains any fragment (case-insensitive)."""
-    fragments = [f.lower() for f in fragments]
+def nodes_named(model: onnx.ModelProto, modules: Iterable[str]) -> list[str]:
+    """Names of the nodes exported from the PyTorch modules named (``"dac"``, ``"head.4"``): any
+    module path whose dotted components contain the name's. The exporter records module paths in
+    ``pkg.torch.onnx.name_scopes``; other metadata (stack traces) is not looked at, as source lines
+    name neighbouring modules too."""
+    wanted = [f".{m.strip('.')}." for m in modules]
     hits = []
     for node in model.graph.node:
-        text = " ".join([node.name] + [p.value for p in node.metadata_props]).lower()
-        if any(f in text for f in fragments):
+        scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), "[]")
+        paths = [f".{scope}." for scope in ast.literal_eval(scopes) if scope]
+        if any(w in path for w in wanted for path in paths):
             hits.append(node.name)
     return hits
 
