@@ -15,6 +15,8 @@ import torch
 
 from fundusrt.runtime.bundle import load_bundle
 from fundusrt.runtime.peaks import disc_and_fovea, log_peaks
+from fundusrt.runtime.postprocess import LOG_SIGMA, PEAK_MIN_DISTANCE, PEAK_THRESHOLD
+from fundusrt.train.tasks import TASKS
 
 from .graphs import reference_graphs
 from .inputs import graph_batches
@@ -70,11 +72,9 @@ def _compare(graph, precision, ref, got, dataset, meta, views) -> dict:
         row["probability_max_diff"] = float(np.abs(ref[0] - got[0]).max())
         row["member_max_diff"] = float(np.abs(ref[1] - got[1]).max())
         checks.append(max(row["probability_max_diff"], row["member_max_diff"]) <= tol["probability"])
-        metric_rows = [{"output": p, "index": m["index"]} for p, m in zip(ref[0], meta)]
-        row["auc_torch"] = dataset and _metric("classify", metric_rows, dataset, "auc")
-        row["auc_onnx"] = dataset and _metric(
-            "classify", [{"output": p, "index": m["index"]} for p, m in zip(got[0], meta)], dataset, "auc"
-        )
+        for name, output in (("torch", ref[0]), ("onnx", got[0])):
+            scored = [{"output": p, "index": m["index"]} for p, m in zip(output, meta)]
+            row[f"auc_{name}"] = TASKS["classify"].evaluate(scored, dataset).get("auc")
     elif graph == "segmenter":
         agree = float(np.mean((ref[0] > 0.5) == (got[0] > 0.5)))
         row["mask_agreement"] = agree
@@ -107,7 +107,8 @@ def _peak_distance(a: np.ndarray, b: np.ndarray, view: np.ndarray) -> float:
     side = a.shape[-1]
     found = []
     for m in (a, b):
-        pair = disc_and_fovea(log_peaks(m, sigma=0.04 * side, min_distance=0.1 * side), view, radius=0.04 * side)
+        peaks = log_peaks(m, sigma=LOG_SIGMA * side, min_distance=PEAK_MIN_DISTANCE * side, threshold=PEAK_THRESHOLD)
+        pair = disc_and_fovea(peaks, view, radius=LOG_SIGMA * side)
         if pair is None:
             return float("inf")
         found.append(pair)
@@ -115,8 +116,6 @@ def _peak_distance(a: np.ndarray, b: np.ndarray, view: np.ndarray) -> float:
 
 
 def _task_metrics(task_name, outputs, meta, dataset, views=None) -> dict:
-    from fundusrt.train.tasks import TASKS
-
     rows = []
     for i, (output, m) in enumerate(zip(outputs, meta)):
         row = {"output": output, "index": m["index"], "affine": m["affine"]}
@@ -124,12 +123,6 @@ def _task_metrics(task_name, outputs, meta, dataset, views=None) -> dict:
             row["input"] = views[i]
         rows.append(row)
     return TASKS[task_name].evaluate(rows, dataset)
-
-
-def _metric(task_name, rows, dataset, key):
-    from fundusrt.train.tasks import TASKS
-
-    return TASKS[task_name].evaluate(rows, dataset).get(key)
 
 
 def format_table(rows: list[dict]) -> str:
