@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from fundusrt.runtime.bundle import engine_key, load_bundle, sha256, write_manifest
+from fundusrt.runtime.engines.base import EngineError
+from fundusrt.runtime.engines.cuda import compute_capability as device_capability
 
 FP16_TOLERANCE = {"atol": 1e-3, "rtol": 1e-3}  # NVIDIA's guidance for FP16; Polygraphy's 1e-5 default is FP32's
 
@@ -71,16 +73,9 @@ def _import_tensorrt():
 
 def compute_capability() -> tuple[int, int]:
     try:
-        from cuda.bindings import runtime as cudart
-    except ImportError:
-        raise EngineBuildUnavailable("cuda-python is not installed (pip install 'fundusrt[trt]')") from None
-    err, count = cudart.cudaGetDeviceCount()
-    if err != cudart.cudaError_t.cudaSuccess or count == 0:
-        raise EngineBuildUnavailable("no CUDA GPU is visible")
-    err, props = cudart.cudaGetDeviceProperties(0)
-    if err != cudart.cudaError_t.cudaSuccess:
-        raise EngineBuildUnavailable(f"cannot query the GPU ({err})")
-    return int(props.major), int(props.minor)
+        return device_capability()
+    except EngineError as e:  # no cuda-python, no GPU: one line, as for a missing TensorRT
+        raise EngineBuildUnavailable(str(e)) from None
 
 
 def build_engines(

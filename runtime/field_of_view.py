@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .geometry import Affine, square_transform
+
 _WORK_SIZE = 256  # detection runs on a thumbnail; the circle is scaled back exactly
 
 
@@ -24,6 +26,10 @@ class FieldOfView:
     def square(self) -> tuple[tuple[float, float], float]:
         """(centre, side) of the square that holds the circle."""
         return self.center, 2.0 * self.radius
+
+    def view_transform(self, size: int) -> Affine:
+        """Original pixels -> the ``size``² square around the circle: the full view every model sees."""
+        return square_transform(self.center, 2.0 * self.radius, size)
 
 
 def detect_field_of_view(image: np.ndarray) -> FieldOfView:

@@ -73,14 +73,29 @@ def warp(image: np.ndarray, affine: Affine, size: int) -> np.ndarray:
     source, to_source = image, Affine.identity()
     factor = int(1.0 / affine.scale) if affine.scale > 0 else 1
     if factor >= 2:
-        h, w = image.shape[:2]
-        hk, wk = max(h // factor, 1), max(w // factor, 1)
-        source = cv2.resize(image[: hk * factor, : wk * factor], (wk, hk), interpolation=cv2.INTER_AREA)
-        to_source = Affine([[1 / factor, 0, 0.5 / factor - 0.5], [0, 1 / factor, 0.5 / factor - 0.5]])
+        x0, y0, x1, y1 = _source_box(image.shape, affine, size, factor)
+        roi = image[y0:y1, x0:x1]
+        source = cv2.resize(roi, ((x1 - x0) // factor, (y1 - y0) // factor), interpolation=cv2.INTER_AREA)
+        shift = 0.5 / factor - 0.5
+        to_source = Affine([[1 / factor, 0, shift - x0 / factor], [0, 1 / factor, shift - y0 / factor]])
     matrix = to_source.inverse().then(affine).matrix
     return cv2.warpAffine(
         source, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
     )
+
+
+def _source_box(shape, affine: Affine, size: int, factor: int) -> tuple[int, int, int, int]:
+    """The part of the source that the destination square sees, with a margin for the filters, on
+    the ``factor`` grid (so box-filtered blocks are those of the whole image: same pixels, less work)."""
+    h, w = shape[:2]
+    corners = affine.inverse()([[-0.5, -0.5], [size - 0.5, -0.5], [-0.5, size - 0.5], [size - 0.5, size - 0.5]])
+    margin = 2 * factor
+    x0, y0 = np.floor(corners.min(axis=0)).astype(int) - margin
+    x1, y1 = np.ceil(corners.max(axis=0)).astype(int) + margin
+    x0, y0 = max(x0 // factor * factor, 0), max(y0 // factor * factor, 0)
+    x1, y1 = min(x1, w // factor * factor), min(y1, h // factor * factor)
+    x1, y1 = x0 + max((x1 - x0) // factor, 1) * factor, y0 + max((y1 - y0) // factor, 1) * factor
+    return int(x0), int(y0), int(x1), int(y1)
 
 
 def crop_square(image: np.ndarray, center, side: float, size: int) -> tuple[np.ndarray, Affine]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .ellipse import Ellipse, fit_largest_region
 from .geometry import Affine, warp_to_original
 from .masks import encode_refuge
 from .peaks import disc_and_fovea, log_peaks
@@ -45,3 +46,21 @@ def landmarks_from_map(
     inverse = affine.inverse()
     disc, fovea = inverse([[pair[0].x, pair[0].y], [pair[1].x, pair[1].y]])
     return disc, fovea
+
+
+def disc_cup_ellipses(
+    probabilities: np.ndarray, affine: Affine, threshold: float = 0.5
+) -> tuple[Ellipse | None, Ellipse | None]:
+    """(2, S, S) disc/cup probabilities on a crop -> (disc, cup) ellipses in original pixels.
+
+    Each plane is thresholded, its largest component kept (the cup's within the disc's), and an
+    ellipse fitted to the outline on the crop's grid, then mapped back through the crop's map:
+    smooth outlines, as the method prescribes, at the cost of a fit rather than a full-size warp.
+    """
+    disc_region = np.asarray(probabilities[0]) > threshold
+    disc = fit_largest_region(disc_region)
+    if disc is None:
+        return None, None
+    cup = fit_largest_region((np.asarray(probabilities[1]) > threshold) & disc_region)
+    to_original = affine.inverse()
+    return disc.mapped(to_original), cup.mapped(to_original) if cup is not None else None

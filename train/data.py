@@ -53,8 +53,7 @@ def anatomy(sample: Sample, mask: np.ndarray | None = None) -> Anatomy:
 
 def full_view_transform(image: np.ndarray, size: int) -> Affine:
     """Original pixels -> the ``size``² square around the field of view."""
-    centre, side = detect_field_of_view(image).square()
-    return square_transform(centre, side, size)
+    return detect_field_of_view(image).view_transform(size)
 
 
 def disc_view_transform(image: np.ndarray, anat: Anatomy, size: int, factor: float = CROP_FACTOR) -> Affine:

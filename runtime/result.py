@@ -1,0 +1,111 @@
+"""One screening result per input image, and its flat forms (JSON line, CSV row, REFUGE mask).
+
+``ok`` says whether the image was processed; ``error`` is the one-line reason when not.
+``flags`` name what a person should look at in a processed image (no field of view found,
+landmarks not found and the disc placed by the fallback, no cup segmented, ...). Coordinates
+are ``[x, y]`` in the original image's pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .ellipse import Ellipse
+from .masks import BACKGROUND, encode_refuge
+
+# Flags a processed image can carry.
+NO_FIELD_OF_VIEW = "no_field_of_view"  # nothing bright enough: the whole frame was used
+LANDMARKS_NOT_FOUND = "landmarks_not_found"  # fewer than two peaks: disc by the fallback, no fovea
+DISC_SIZE_CLAMPED = "disc_size_clamped"  # disc-fovea distance gave an implausible disc size
+DISC_NOT_SEGMENTED = "disc_not_segmented"  # no disc region in the crop: no vCDR
+CUP_NOT_SEGMENTED = "cup_not_segmented"  # a disc but no cup: vCDR 0
+
+
+@dataclass
+class Result:
+    path: str
+    ok: bool = False
+    error: str | None = None
+    glaucoma_probability: float | None = None
+    glaucoma: bool | None = None
+    members: dict[str, float] = field(default_factory=dict)
+    vcdr: float | None = None
+    disc: Ellipse | None = None
+    cup: Ellipse | None = None
+    disc_center: tuple[float, float] | None = None
+    fovea: tuple[float, float] | None = None
+    image_size: tuple[int, int] | None = None  # (width, height)
+    flags: list[str] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)  # only when asked to keep it
+
+    def refuge_mask(self) -> np.ndarray:
+        """The disc and cup ellipses as a REFUGE-coded mask (0 cup, 128 rim, 255 background) at original size."""
+        if self.image_size is None:
+            raise ValueError(f"{self.path}: no mask for an image that was not processed")
+        w, h = self.image_size
+        if self.disc is None:
+            return np.full((h, w), BACKGROUND, np.uint8)
+        disc = self.disc.mask((h, w))
+        cup = self.cup.mask((h, w)) if self.cup is not None else np.zeros_like(disc)
+        return encode_refuge(disc, cup)
+
+    def to_dict(self) -> dict:
+        def point(p):
+            return None if p is None else [round(float(p[0]), 2), round(float(p[1]), 2)]
+
+        def number(x, digits=6):
+            return None if x is None else round(float(x), digits)
+
+        return {
+            "path": self.path,
+            "ok": self.ok,
+            "error": self.error,
+            "glaucoma_probability": number(self.glaucoma_probability),
+            "glaucoma": self.glaucoma,
+            "members": {k: number(v) for k, v in self.members.items()},
+            "vcdr": number(self.vcdr, 4),
+            "disc": self.disc.to_dict() if self.disc else None,
+            "cup": self.cup.to_dict() if self.cup else None,
+            "disc_center": point(self.disc_center),
+            "fovea": point(self.fovea),
+            "image_size": list(self.image_size) if self.image_size else None,
+            "flags": list(self.flags),
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+        }
+
+    @classmethod
+    def failed(cls, path: str, error: str) -> Result:
+        return cls(path=path, ok=False, error=error)
+
+
+CSV_COLUMNS = (
+    "path", "ok", "error", "glaucoma_probability", "glaucoma", "vcdr",
+    "disc_x", "disc_y", "fovea_x", "fovea_y", "disc_vertical_diameter", "cup_vertical_diameter",
+    "width", "height", "flags",
+)  # fmt: skip
+
+
+def csv_row(record: dict) -> dict:
+    """A JSON record (``Result.to_dict()``) as one flat CSV row."""
+    disc, fovea = record.get("disc_center") or [None, None], record.get("fovea") or [None, None]
+    size = record.get("image_size") or [None, None]
+    return {
+        "path": record["path"],
+        "ok": record["ok"],
+        "error": record.get("error") or "",
+        "glaucoma_probability": record.get("glaucoma_probability"),
+        "glaucoma": record.get("glaucoma"),
+        "vcdr": record.get("vcdr"),
+        "disc_x": disc[0],
+        "disc_y": disc[1],
+        "fovea_x": fovea[0],
+        "fovea_y": fovea[1],
+        "disc_vertical_diameter": (record.get("disc") or {}).get("vertical_diameter"),
+        "cup_vertical_diameter": (record.get("cup") or {}).get("vertical_diameter"),
+        "width": size[0],
+        "height": size[1],
+        "flags": ";".join(record.get("flags") or []),
+    }

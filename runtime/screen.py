@@ -1,0 +1,123 @@
+"""``fundusrt screen INPUT... --bundle B --out DIR``: screen photographs, never losing a result.
+
+Exit status: 0 all images processed, 1 some failed (listed at the end), 2 a usage, bundle or
+output-folder error, 130 interrupted (``--resume`` finishes the rest).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+from .bundle import BundleError
+from .engines import BACKENDS, DEVICES, EngineError
+from .inputs import collect_inputs, identity
+from .outputs import OutputError, ResultWriter
+
+
+def register_command(subparsers) -> None:
+    p = subparsers.add_parser(
+        "screen",
+        help="screen fundus photographs with a bundle",
+        description="Glaucoma screening of fundus photographs: one record per image in OUT/results.jsonl.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive), or .txt lists")
+    p.add_argument("--bundle", required=True, type=Path, help="bundle folder written by `fundusrt export`")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--batch", type=int, default=8, help="images per engine call (default 8)")
+    p.add_argument("--backend", choices=BACKENDS, default="auto")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime CPU threads (default: all cores)")
+    p.add_argument("--masks", action="store_true", help="write REFUGE-coded PNG masks at original size")
+    p.add_argument("--overlays", action="store_true", help="write pictures of the answers for a person to check")
+    p.add_argument("--refuge-submission", action="store_true", help="write OUT/refuge in the REFUGE layout")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in the same --out")
+    p.add_argument("--retry-failed", action="store_true", help="with --resume, also redo images that failed")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from .pipeline import Pipeline  # here, so `fundusrt --help` stays fast
+
+    if args.batch < 1:
+        return _usage("--batch must be at least 1")
+    inputs = collect_inputs(args.inputs)
+    if not inputs:
+        return _usage("no input images found in " + " ".join(args.inputs))
+    paths = [i.path for i in inputs]
+    try:
+        writer = ResultWriter(
+            args.out, names={identity(i.path): i.name for i in inputs}, masks=args.masks, overlays=args.overlays,
+            refuge=args.refuge_submission, resume=args.resume,
+        )  # fmt: skip
+    except OutputError as e:
+        return _usage(str(e))
+    done = writer.done(retry_failed=args.retry_failed)
+    todo = [p for p in paths if identity(p) not in done]
+    try:
+        pipeline = Pipeline.load(
+            args.bundle, backend=args.backend, device=args.device, precision=args.precision, threads=args.threads
+        )
+    except (BundleError, EngineError) as e:
+        writer.close()
+        return _usage(str(e))
+    if len(todo) < len(paths):
+        print(f"resuming: {len(paths) - len(todo)} of {len(paths)} images already done", file=sys.stderr)
+    print(f"engines: {_engines_line(pipeline.description)}", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGTERM, _terminate)  # a kill from a scheduler ends like Ctrl-C
+    interrupted = False
+    try:
+        with pipeline, _progress(len(todo), args.quiet) as bar:
+            batch_left = 0
+            for result in pipeline.stream(todo, batch_size=args.batch, keep_images=args.overlays):
+                writer.write(result)
+                result.image = None
+                bar.update(1)
+                batch_left = (batch_left or args.batch) - 1
+                if batch_left == 0:
+                    writer.sync()
+    except KeyboardInterrupt:
+        interrupted = True
+    except OutputError as e:
+        writer.close()
+        return _usage(str(e))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    records = writer.finish()
+    wanted = {identity(p) for p in paths}
+    mine = [r for r in records if identity(r["path"]) in wanted]
+    failed = [r for r in mine if not r["ok"]]
+    print(f"{len(mine) - len(failed)} of {len(paths)} images screened; results in {args.out}", file=sys.stderr)
+    if interrupted:
+        print(f"interrupted: {len(paths) - len(mine)} images left; rerun with --resume to finish", file=sys.stderr)
+        return 130
+    if failed:
+        print(f"{len(failed)} images failed:", file=sys.stderr)
+        for r in failed:
+            print(f"  {r['error']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _usage(message: str) -> int:
+    print(f"fundusrt screen: {message}", file=sys.stderr)
+    return 2
+
+
+def _engines_line(description: dict[str, str]) -> str:
+    kinds = set(description.values())
+    return kinds.pop() if len(kinds) == 1 else "; ".join(f"{k}: {v}" for k, v in description.items())
+
+
+def _progress(total: int, quiet: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", disable=quiet, dynamic_ncols=True, file=sys.stderr)
