@@ -14,3 +14,27 @@ def write_rgb(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory):
+    """Three barely trained runs (one epoch on 8 phantoms, tiny sizes) and their exported bundle:
+    real graphs of every kind for export and runtime tests, shared by the whole session."""
+    from fundusrt.export.bundle_writer import export_bundle
+    from fundusrt.runtime.cli import main
+    from fundusrt.train.datasets import load_specs
+    from fundusrt.train.synth import write_phantom_dataset
+
+    root = tmp_path_factory.mktemp("export")
+    write_phantom_dataset(root / "ph", 8, seed=8, width=560)
+    write_phantom_dataset(root / "test", 4, seed=9, width=560)
+    spec = f"phantom:{root / 'ph'}"
+    common = ["--data", spec, "--epochs", "1", "--batch-size", "4", "--val-fraction", "0"]
+    assert main(["train", "locate", *common, "--out", str(root / "loc"), "--size", "64", "--unet-base", "8"]) == 0
+    assert main(["train", "segment", *common, "--out", str(root / "seg"), "--size", "192", "--limit", "4"]) == 0
+    assert main(["train", "classify", *common, "--out", str(root / "cls"), "--size", "32", "--member", "crop_gap"]) == 0
+    bundle = export_bundle(
+        classifier=root / "cls", segmenter=root / "seg", locator=root / "loc", out=root / "bundle",
+        calibration=spec, calibration_count=8, max_batch=16,
+    )  # fmt: skip
+    return {"root": root, "bundle": bundle, "test": load_specs(f"phantom:{root / 'test'}")}

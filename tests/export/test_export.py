@@ -8,31 +8,15 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from fundusrt.export.bundle_writer import export_bundle
 from fundusrt.export.check import TOLERANCES, check_bundle, format_table
 from fundusrt.export.engines import tensorrt_builder_available
 from fundusrt.runtime.bundle import BundleError, load_bundle, sha256
-from fundusrt.runtime.cli import main
-from fundusrt.train.datasets import load_specs
 from fundusrt.train.models import load_checkpoint
-from fundusrt.train.synth import write_phantom_dataset
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("export")
-    write_phantom_dataset(root / "ph", 8, seed=8, width=560)
-    write_phantom_dataset(root / "test", 4, seed=9, width=560)
-    spec = f"phantom:{root / 'ph'}"
-    common = ["--data", spec, "--epochs", "1", "--batch-size", "4", "--val-fraction", "0"]
-    assert main(["train", "locate", *common, "--out", str(root / "loc"), "--size", "64", "--unet-base", "8"]) == 0
-    assert main(["train", "segment", *common, "--out", str(root / "seg"), "--size", "192", "--limit", "4"]) == 0
-    assert main(["train", "classify", *common, "--out", str(root / "cls"), "--size", "32", "--member", "crop_gap"]) == 0
-    bundle = export_bundle(
-        classifier=root / "cls", segmenter=root / "seg", locator=root / "loc", out=root / "bundle",
-        calibration=spec, calibration_count=8, max_batch=16,
-    )  # fmt: skip
-    return {"root": root, "bundle": bundle, "test": load_specs(f"phantom:{root / 'test'}")}
+def runs(tiny_runs):
+    return tiny_runs
 
 
 def test_manifest_describes_every_graph(runs):

@@ -1,0 +1,105 @@
+"""The screening pipeline on a real (tiny, barely trained) bundle: every image gets its own record."""
+
+import cv2
+import numpy as np
+import pytest
+
+from fundusrt.runtime.bundle import load_bundle
+from fundusrt.runtime.engines import EngineError, open_engine
+from fundusrt.runtime.pipeline import Pipeline
+from fundusrt.runtime.result import NO_FIELD_OF_VIEW, Result
+from fundusrt.train.phantoms import render_phantom
+
+
+@pytest.fixture(scope="module")
+def pipeline(tiny_runs):
+    with Pipeline.load(tiny_runs["bundle"], device="cpu", threads=1) as p:
+        yield p
+
+
+def phantom(index, width=700):
+    return render_phantom(5, index, width=width).image
+
+
+def test_engine_checks_its_inputs(tiny_runs):
+    bundle = load_bundle(tiny_runs["bundle"])
+    with open_engine(bundle, "locator", device="cpu") as engine:
+        size = engine.inputs[0].shape[-1]
+        out = engine.run({"image": np.zeros((2, 3, size, size), np.float32)})
+        assert out["distance_map"].shape == (2, 1, size, size)
+        with pytest.raises(EngineError, match="shape"):
+            engine.run({"image": np.zeros((2, 3, size + 1, size), np.float32)})
+        with pytest.raises(EngineError, match="inputs"):
+            engine.run({"picture": np.zeros((1, 3, size, size), np.float32)})
+        with pytest.raises(EngineError, match="1 to 16"):
+            engine.run({"image": np.zeros((17, 3, size, size), np.float32)})
+        assert "onnxruntime" in engine.description and "CPU" in engine.description
+
+
+def test_cuda_without_a_gpu_provider_says_so(tiny_runs):
+    bundle = load_bundle(tiny_runs["bundle"])
+    with pytest.raises(EngineError, match="cuda"):
+        open_engine(bundle, "locator", backend="onnxruntime", device="cuda")
+
+
+def test_a_result_per_image_in_original_pixels(pipeline):
+    images = [phantom(i, width) for i, width in enumerate((640, 900, 1200))]
+    results = pipeline(images, batch_size=2)
+    assert [r.path for r in results] == ["<array 0>", "<array 1>", "<array 2>"]
+    for r, image in zip(results, images):
+        h, w = image.shape[:2]
+        assert r.ok and r.error is None and r.image_size == (w, h)
+        assert 0 <= r.glaucoma_probability <= 1 and r.glaucoma == (r.glaucoma_probability >= 0.5)
+        assert set(r.members) == {"crop_gap"}
+        assert r.disc_center is not None and 0 <= r.disc_center[0] < w and 0 <= r.disc_center[1] < h
+        assert set(r.timings_ms) >= {"decode", "preprocess", "locate", "crop", "segment", "classify"}
+        mask = r.refuge_mask()
+        assert mask.shape == (h, w) and set(np.unique(mask)) <= {0, 128, 255}
+        record = r.to_dict()
+        assert record["image_size"] == [w, h] and isinstance(record["flags"], list)
+
+
+def test_batching_never_mixes_images_up(pipeline, tmp_path):
+    # Each image alone, then all together with bad inputs between them: the same answer per image.
+    good = [phantom(i, w) for i, w in zip(range(4), (600, 800, 1000, 700))]
+    alone = [pipeline([image], batch_size=1)[0].to_dict() for image in good]
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    mixed = [good[0], str(empty), good[1], good[2], str(tmp_path / "missing.png"), good[3]]
+    together = [r.to_dict() for r in pipeline(mixed, batch_size=3)]
+    assert [r["ok"] for r in together] == [True, False, True, True, False, True]
+    for expected, got in zip(alone, [together[i] for i in (0, 2, 3, 5)]):
+        # batch size may change the last float bits of a convolution, nothing more
+        assert got["glaucoma_probability"] == pytest.approx(expected["glaucoma_probability"], abs=1e-4)
+        assert got["image_size"] == expected["image_size"] and got["flags"] == expected["flags"]
+        for key in ("disc_center", "fovea"):
+            assert (got[key] is None) == (expected[key] is None)
+            if got[key] is not None:
+                assert got[key] == pytest.approx(expected[key], abs=0.05)
+
+
+def test_an_all_black_image_is_flagged_not_failed(pipeline):
+    (r,) = pipeline([np.zeros((600, 800, 3), np.uint8)])
+    assert r.ok and NO_FIELD_OF_VIEW in r.flags
+
+
+def test_a_vanishing_file_fails_alone(pipeline, tmp_path):
+    paths = []
+    for i in range(6):
+        path = tmp_path / f"p{i}.png"
+        cv2.imwrite(str(path), phantom(i, 400))
+        paths.append(str(path))
+    stream = pipeline.stream(paths, batch_size=1)
+    first = next(stream)  # batches 0 and 1 are decoded by now; 4 is not
+    (tmp_path / "p4.png").unlink()
+    rest = list(stream)
+    records = [first, *rest]
+    assert [r.path for r in records] == paths
+    assert [r.ok for r in records] == [True, True, True, True, False, True]
+    assert "p4.png" in records[4].error and "not found" in records[4].error
+
+
+def test_arrays_of_the_wrong_kind_are_refused_by_name(pipeline):
+    (r,) = pipeline([np.zeros((100, 100), np.float32)])
+    assert not r.ok and "<array 0>" in r.error and "uint8" in r.error
+    assert isinstance(r, Result) and r.to_dict()["ok"] is False

@@ -1,0 +1,192 @@
+"""``fundusrt screen`` end to end: every bad input gets its own record, nothing is lost, runs resume."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from fundusrt.runtime.cli import main
+from fundusrt.runtime.outputs import read_records
+from fundusrt.train.phantoms import render_phantom
+
+
+def bgr(rgb):
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """A folder of good phantoms and every kind of bad input the issue names."""
+    root = tmp_path_factory.mktemp("inputs")
+    good = root / "good"
+    good.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(good / f"phantom{i}.jpg"), bgr(render_phantom(3, i, width=640).image))
+    bad = root / "bad"
+    bad.mkdir()
+    photo = render_phantom(3, 7, width=640).image
+    (bad / "zero_bytes.jpg").write_bytes(b"")
+    encoded = cv2.imencode(".jpg", bgr(photo))[1].tobytes()
+    (bad / "truncated.jpg").write_bytes(encoded[: len(encoded) // 2])
+    (bad / "text.jpg").write_text("this is not an image\n")
+    cv2.imwrite(str(bad / "one_pixel.png"), np.full((1, 1, 3), 128, np.uint8))
+    cv2.imwrite(str(bad / "grayscale.png"), cv2.cvtColor(bgr(photo), cv2.COLOR_BGR2GRAY))
+    cv2.imwrite(str(bad / "rgba.png"), cv2.cvtColor(bgr(photo), cv2.COLOR_BGR2BGRA))
+    cv2.imwrite(str(bad / "sixteen_bit.png"), bgr(photo).astype(np.uint16) * 257)
+    cv2.imwrite(str(bad / "all_black.png"), np.zeros((480, 640, 3), np.uint8))
+    no_disc = photo.copy()  # the disc painted over with the retina's median colour
+    cx, cy = render_phantom(3, 7, width=640).truth.disc_center
+    retina = tuple(int(v) for v in np.median(photo[photo.sum(2) > 60], axis=0))
+    cv2.circle(no_disc, (round(cx), round(cy)), 60, retina, -1)
+    cv2.imwrite(str(bad / "no_disc.jpg"), bgr(no_disc))
+    huge = cv2.resize(bgr(photo), (12000, 9000), interpolation=cv2.INTER_LINEAR)
+    cv2.imwrite(str(bad / "huge_12000x9000.jpg"), huge, [cv2.IMWRITE_JPEG_QUALITY, 70])
+    return root
+
+
+def screen(*args):
+    return main(["screen", *map(str, args), "--quiet"])
+
+
+def start_screen(folder, bundle, out):
+    """``fundusrt screen`` in its own process, slowly (one thread, batches of 2), to interrupt it."""
+    command = [sys.executable, "-m", "fundusrt.runtime.cli", "screen", str(folder), "--bundle", str(bundle),
+               "--out", str(out), "--batch", "2", "--quiet", "--threads", "1"]  # fmt: skip
+    return subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+
+
+def records(out):
+    return {Path(r["path"]).name: r for r in read_records(Path(out) / "results.jsonl")[0]}
+
+
+def test_screen_writes_records_masks_overlays_and_the_refuge_layout(tiny_runs, inputs, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = screen(inputs / "good", "--bundle", tiny_runs["bundle"], "--out", out, "--masks", "--overlays",
+                "--refuge-submission", "--batch", "2")  # fmt: skip
+    assert rc == 0
+    got = records(out)
+    assert set(got) == {"phantom0.jpg", "phantom1.jpg", "phantom2.jpg"} and all(r["ok"] for r in got.values())
+    for name, r in got.items():
+        stem = Path(name).stem
+        assert set(r) >= {
+            "path",
+            "ok",
+            "error",
+            "glaucoma_probability",
+            "glaucoma",
+            "vcdr",
+            "disc_center",
+            "fovea",
+            "flags",
+        }
+        mask = cv2.imread(str(out / "masks" / "good" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+        assert mask.shape == (r["image_size"][1], r["image_size"][0]) and set(np.unique(mask)) <= {0, 128, 255}
+        assert cv2.imread(str(out / "overlays" / "good" / f"{stem}.jpg")).shape[:2] == mask.shape
+        assert (out / "refuge" / "segmentation" / f"{stem}.bmp").is_file()
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == 3 and rows[0]["ok"] == "True"
+    header = open(out / "refuge" / "classification_results.csv").readline().strip()
+    assert header == "FileName,Glaucoma Risk"
+    assert open(out / "refuge" / "fovea_location_results.csv").readline().strip() == "ImageName,Fovea_X,Fovea_Y"
+
+
+def test_every_bad_input_gets_its_own_record(tiny_runs, inputs, tmp_path, capsys):
+    out = tmp_path / "out"
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{inputs / 'good' / 'phantom0.jpg'}\n{tmp_path / 'never_existed.jpg'}\n")
+    rc = screen(inputs / "bad", listing, "--bundle", tiny_runs["bundle"], "--out", out, "--batch", "4", "--masks")
+    assert rc == 1  # some failed
+    got = records(out)
+    failed = {
+        "zero_bytes.jpg": "empty file",
+        "truncated.jpg": "truncated",
+        "text.jpg": "not a decodable image",
+        "one_pixel.png": "too small",
+        "never_existed.jpg": "not found",
+    }
+    for name, reason in failed.items():
+        assert not got[name]["ok"] and name in got[name]["error"] and reason in got[name]["error"], got[name]
+        assert "\n" not in got[name]["error"]
+    for name in ("grayscale.png", "rgba.png", "sixteen_bit.png", "all_black.png", "no_disc.jpg", "huge_12000x9000.jpg"):
+        assert got[name]["ok"], got[name]
+    assert got["huge_12000x9000.jpg"]["image_size"] == [12000, 9000]
+    assert "no_field_of_view" in got["all_black.png"]["flags"]
+    assert got["phantom0.jpg"]["ok"]
+    assert len(got) == 12
+    err = capsys.readouterr().err
+    assert "5 images failed" in err and all(name in err for name in failed)
+
+
+def test_unwritable_output_folder_is_a_usage_error(tiny_runs, inputs, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    rc = screen(inputs / "good", "--bundle", tiny_runs["bundle"], "--out", blocker / "out")
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot write results here" in err[0] and str(blocker) in err[0]
+
+
+def test_an_existing_run_is_not_overwritten_and_a_torn_line_is_dropped_on_resume(tiny_runs, inputs, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert screen(inputs / "good", "--bundle", tiny_runs["bundle"], "--out", out) == 0
+    assert screen(inputs / "good", "--bundle", tiny_runs["bundle"], "--out", out) == 2  # would mix two runs
+    assert "--resume" in capsys.readouterr().err
+    log = out / "results.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    log.write_text(lines[0] + lines[1][:40])  # a kill in the middle of the second record
+    assert screen(inputs / "good", "--bundle", tiny_runs["bundle"], "--out", out, "--resume") == 0
+    done = read_records(log)[0]
+    assert sorted(Path(r["path"]).name for r in done) == ["phantom0.jpg", "phantom1.jpg", "phantom2.jpg"]
+    assert json.loads(lines[0]) == done[0]  # the finished one was kept, not redone
+
+
+def test_a_kill_mid_run_loses_nothing_and_resume_finishes(tiny_runs, tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(24):
+        cv2.imwrite(str(folder / f"p{i:02d}.png"), bgr(render_phantom(11, i, width=480).image))
+    out = tmp_path / "out"
+    process = start_screen(folder, tiny_runs["bundle"], out)
+    log = out / "results.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not log.exists() or len(read_records(log)[0]) < 4):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    first = read_records(log)[0]
+    assert 4 <= len(first) < 24, "the run should have been killed part way"
+    assert all(r["ok"] for r in first)
+    rc = main(["screen", str(folder), "--bundle", str(tiny_runs["bundle"]), "--out", str(out), "--resume", "--quiet"])
+    assert rc == 0
+    final = read_records(log)[0]
+    names = [Path(r["path"]).name for r in final]
+    assert sorted(names) == [f"p{i:02d}.png" for i in range(24)]  # each exactly once
+    assert final[: len(first)] == first
+
+
+def test_ctrl_c_ends_cleanly_with_status_130(tiny_runs, tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(24):
+        cv2.imwrite(str(folder / f"p{i:02d}.png"), bgr(render_phantom(12, i, width=480).image))
+    out = tmp_path / "out"
+    process = start_screen(folder, tiny_runs["bundle"], out)
+    log = out / "results.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not log.exists() or len(read_records(log)[0]) < 2):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "--resume" in err
+    done = read_records(log)[0]
+    assert len(done) < 24 and os.path.getsize(log) == sum(len(json.dumps(r)) + 1 for r in done)
+    assert (out / "results.csv").is_file()
