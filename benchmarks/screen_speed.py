@@ -66,7 +66,9 @@ def phase_engines(bundle: Path, images: int, batch: int, precision: str) -> dict
     from fundusrt.runtime.engines import open_engine
 
     b = load_bundle(bundle)
-    engines = {g: open_engine(b, g, backend="onnxruntime", device="cpu", precision=precision) for g in b.manifest.graphs}
+    engines = {
+        g: open_engine(b, g, backend="onnxruntime", device="cpu", precision=precision) for g in b.manifest.graphs
+    }
     rng = np.random.default_rng(0)
     feeds = {
         g: {t.name: rng.standard_normal((batch, *t.shape[1:])).astype(np.float32) for t in e.inputs}
@@ -81,7 +83,8 @@ def phase_engines(bundle: Path, images: int, batch: int, precision: str) -> dict
     t = time.perf_counter()
     for _ in range(images // batch):
         one_batch()
-    return {"images_per_s": (images // batch) * batch / (time.perf_counter() - t), "engine": engines["locator"].description}
+    seconds = time.perf_counter() - t
+    return {"images_per_s": (images // batch) * batch / seconds, "engine": engines["locator"].description}
 
 
 def phase_pipeline(bundle: Path, images: list[str], batch: int, precision: str) -> dict:
@@ -176,7 +179,8 @@ def main() -> int:
     print("| what | images/s (range) | peak RSS MiB | pipeline / engines | pipeline / PyTorch eager |")
     print("|---|---|---|---|---|")
     for name, s in summary.items():
-        line = f"| {name} | {s['images_per_s']:.3f} ({s['range'][0]:.3f}–{s['range'][1]:.3f}) | {s['peak_rss_mib']:.0f} |"
+        speed = f"{s['images_per_s']:.3f} ({s['range'][0]:.3f}–{s['range'][1]:.3f})"
+        line = f"| {name} | {speed} | {s['peak_rss_mib']:.0f} |"
         if name.startswith("screen pipeline"):
             precision = name.split()[-1]
             s["ratio_to_engines"] = s["images_per_s"] / summary[f"engines alone {precision}"]["images_per_s"]
