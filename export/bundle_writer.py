@@ -30,10 +30,15 @@ from .precision import to_fp16, to_int8
 
 # Nodes kept FP32 in the FP16 graphs, by PyTorch module name: CE-Net's DAC sum has no normalisation.
 KEEP_FP32 = {"segmenter": ("dac",), "locator": (), "classifier": ()}
-# Modules left unquantised in the INT8 graphs: the last convolution of each dense head, and for the
-# classifier each member's stem, first two stages and linear head (measured: with only the heads left
-# FP32 the ensemble drifted 0.037 in probability on held-out phantoms; with these, 0.013).
-INT8_EXCLUDE = {"segmenter": ("head.4",), "locator": ("model.out",), "classifier": ("stem", "layer1", "layer2", "fc")}
+# Modules left unquantised in the INT8 graphs: the last convolution of each dense head, and all of
+# each classifier member but its last stage. Measured on 80 held-out phantoms (largest |Δp| of a
+# member / of the ensemble): only heads FP32 – / 0.037; + stem, layer1, layer2 FP32 0.051 / 0.013;
+# + layer3 FP32 0.019 / 0.007, the only one within the 0.02 tolerance.
+INT8_EXCLUDE = {
+    "segmenter": ("head.4",),
+    "locator": ("model.out",),
+    "classifier": ("stem", "layer1", "layer2", "layer3", "fc"),
+}
 
 
 @dataclass

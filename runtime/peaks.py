@@ -1,8 +1,8 @@
 """Finding the optic disc and the fovea in a predicted bi-distance map.
 
 The map has a bump on each landmark. A scale-normalised Laplacian of Gaussian (OpenCV)
-turns bumps into strong positive responses; non-maximum suppression keeps the most prominent
-maxima at least ``min_distance`` apart, refined to sub-pixel by a parabola through the
+turns bumps into strong positive responses; non-maximum suppression (maxima of a square
+neighbourhood) keeps the most prominent maxima at least ``min_distance`` apart, refined to sub-pixel by a parabola through the
 neighbours. Of the two, the optic disc is the one whose neighbourhood is brighter in the
 green channel of the photograph (the disc is the brightest structure, the fovea the darkest).
 """
@@ -36,7 +36,10 @@ def log_peaks(
     if peak <= 0:
         return []
     radius = max(1, int(min_distance))
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    # Maxima of a square neighbourhood (scikit-image's peak_local_max convention): OpenCV dilates
+    # with a rectangle in constant time per pixel, where a disc kernel took 100 ms at 512².
+    # The loop below still spaces the chosen peaks by Euclidean distance.
+    kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
     local_max = (response >= cv2.dilate(response, kernel)) & (response >= threshold * peak)
     ys, xs = np.nonzero(local_max)
     order = np.argsort(-response[ys, xs], kind="stable")
