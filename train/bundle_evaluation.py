@@ -93,6 +93,11 @@ def register_command(subparsers) -> None:
     p.add_argument("bundles", nargs="+", type=Path, metavar="BUNDLE")
     p.add_argument("--data", required=True, help="dataset SPEC with ground truth, e.g. refuge:/data/REFUGE")
     p.add_argument("--split", default=None, help="only samples of this split (train/validation/test/all)")
+    p.add_argument(
+        "--lodo", action="store_true",
+        help="leave-one-dataset-out: each BUNDLE folder is named after the dataset it held out, "
+        "and is scored on that dataset's samples only",
+    )  # fmt: skip
     p.add_argument("--out", type=Path, default=None, help="folder for evaluation.json and evaluation.md")
     p.add_argument("--backend", default="auto")
     p.add_argument("--device", default="auto")
@@ -110,10 +115,14 @@ def _run(args) -> int:
         return 2
     reports = {}
     for bundle in args.bundles:
+        chosen = [s for s in samples if s.dataset == bundle.name] if args.lodo else samples
+        if not chosen:
+            print(f"fundusrt evaluate: no {bundle.name!r} samples in {args.data} (--lodo)", file=sys.stderr)
+            return 2
         for precision in args.precision.split(","):
             name = f"{bundle.name} {precision}" if len(args.bundles) > 1 else precision
             reports[name] = evaluate_bundle(
-                bundle, samples, backend=args.backend, device=args.device, precision=precision, batch_size=args.batch
+                bundle, chosen, backend=args.backend, device=args.device, precision=precision, batch_size=args.batch
             )
     table = markdown(reports)
     print(table)
