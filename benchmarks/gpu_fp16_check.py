@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,9 @@ def main() -> None:
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print(f"{Path(__file__).name}: skipped: no CUDA GPU is visible (torch {torch.__version__})", file=sys.stderr)
+        sys.exit(2)
     low = torch.float16 if device.type == "cuda" else torch.bfloat16
     samples = load_specs(args.data)
     references = reference_graphs(classifier=args.classifier, segmenter=args.segmenter, locator=args.locator)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -53,6 +54,9 @@ def main() -> None:
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print(f"{Path(__file__).name}: skipped: no CUDA GPU is visible (torch {torch.__version__})", file=sys.stderr)
+        sys.exit(2)
     torch.backends.cudnn.benchmark = True
     n, s = args.batch, args.size
     batch = {

@@ -246,6 +246,7 @@ def markdown(report: dict) -> str:
 def plots(report: dict, out: Path) -> list[Path]:
     try:
         import matplotlib
+        import matplotlib.ticker
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
@@ -264,6 +265,12 @@ def plots(report: dict, out: Path) -> list[Path]:
             points.sort()
             ax.plot([b for b, _ in points], [ms for _, ms in points], marker="o", label=label)
         ax.set(title=graph, xlabel="batch size", ylabel="p50 latency per batch (ms)", xscale="log", yscale="log")
+        sizes = sorted({r["batch"] for r in rows if r["graph"] == graph})
+        ax.set_xticks(sizes, [str(b) for b in sizes])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 5)))
+        ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.legend(fontsize=7)
     fig.tight_layout()
     written.append(out / "latency_vs_batch.png")

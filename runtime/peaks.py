@@ -2,9 +2,10 @@
 
 The map has a bump on each landmark. A scale-normalised Laplacian of Gaussian (OpenCV)
 turns bumps into strong positive responses; non-maximum suppression (maxima of a square
-neighbourhood) keeps the most prominent maxima at least ``min_distance`` apart, refined to sub-pixel by a parabola through the
-neighbours. Of the two, the optic disc is the one whose neighbourhood is brighter in the
-green channel of the photograph (the disc is the brightest structure, the fovea the darkest).
+neighbourhood) keeps the most prominent maxima at least ``min_distance`` apart, refined to
+sub-pixel by a parabola through the neighbours. Of the two, the optic disc is the one whose
+neighbourhood is brighter in the green channel of the photograph (the disc is the brightest
+structure, the fovea the darkest).
 """
 
 from __future__ import annotations

@@ -148,45 +148,50 @@ def test_an_existing_run_is_not_overwritten_and_a_torn_line_is_dropped_on_resume
     assert json.loads(lines[0]) == done[0]  # the finished one was kept, not redone
 
 
-def test_a_kill_mid_run_loses_nothing_and_resume_finishes(tiny_runs, tmp_path):
-    folder = tmp_path / "many"
-    folder.mkdir()
-    for i in range(24):
+MANY = 60  # enough that a run is still going when the signal comes (tiny models screen ~50 images/s)
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("many")
+    for i in range(MANY):
         cv2.imwrite(str(folder / f"p{i:02d}.png"), bgr(render_phantom(11, i, width=480).image))
+    return folder
+
+
+def test_a_kill_mid_run_loses_nothing_and_resume_finishes(tiny_runs, many, tmp_path):
+    folder = many
     out = tmp_path / "out"
     process = start_screen(folder, tiny_runs["bundle"], out)
     log = out / "results.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (not log.exists() or len(read_records(log)[0]) < 4):
-        time.sleep(0.05)
+        time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
     first = read_records(log)[0]
-    assert 4 <= len(first) < 24, "the run should have been killed part way"
+    assert 4 <= len(first) < MANY, "the run should have been killed part way"
     assert all(r["ok"] for r in first)
     rc = main(["screen", str(folder), "--bundle", str(tiny_runs["bundle"]), "--out", str(out), "--resume", "--quiet"])
     assert rc == 0
     final = read_records(log)[0]
     names = [Path(r["path"]).name for r in final]
-    assert sorted(names) == [f"p{i:02d}.png" for i in range(24)]  # each exactly once
+    assert sorted(names) == [f"p{i:02d}.png" for i in range(MANY)]  # each exactly once
     assert final[: len(first)] == first
 
 
-def test_ctrl_c_ends_cleanly_with_status_130(tiny_runs, tmp_path):
-    folder = tmp_path / "many"
-    folder.mkdir()
-    for i in range(24):
-        cv2.imwrite(str(folder / f"p{i:02d}.png"), bgr(render_phantom(12, i, width=480).image))
+def test_ctrl_c_ends_cleanly_with_status_130(tiny_runs, many, tmp_path):
+    folder = many
     out = tmp_path / "out"
     process = start_screen(folder, tiny_runs["bundle"], out)
     log = out / "results.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (not log.exists() or len(read_records(log)[0]) < 2):
-        time.sleep(0.05)
+        time.sleep(0.01)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     assert "--resume" in err
     done = read_records(log)[0]
-    assert len(done) < 24 and os.path.getsize(log) == sum(len(json.dumps(r)) + 1 for r in done)
+    assert len(done) < MANY and os.path.getsize(log) == sum(len(json.dumps(r)) + 1 for r in done)
     assert (out / "results.csv").is_file()
