@@ -60,7 +60,11 @@ def start_screen(folder, bundle, out):
     """``fundusrt screen`` in its own process, slowly (one thread, batches of 2), to interrupt it."""
     command = [sys.executable, "-m", "fundusrt.runtime.cli", "screen", str(folder), "--bundle", str(bundle),
                "--out", str(out), "--batch", "2", "--quiet", "--threads", "1"]  # fmt: skip
-    return subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    # A background job of a non-interactive shell (as CI may be) inherits SIGINT ignored, and Python
+    # then installs no Ctrl-C handler: give the child the default disposition a terminal would.
+    return subprocess.Popen(
+        command, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+    )
 
 
 def records(out):
