@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from fundusrt.export.bench import peak_memory_mib  # VmHWM: ru_maxrss would carry a parent's peak
 
 ROOT = Path("runs/speed")
 
@@ -56,15 +57,6 @@ def test_images(root: Path, n: int) -> list[str]:
     if not (folder / "phantoms.csv").exists():
         fundusrt(["synth", "--n", str(n), "--out", str(folder), "--seed", "301"])
     return sorted(str(p) for p in folder.rglob("*.jpg"))
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident set. VmHWM, not ru_maxrss: Linux copies ru_maxrss into a forked
-    child, so a phase would report its parent's peak (the export, when the bundle was built here)."""
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def phase_engines(bundle: Path, images: int, batch: int, precision: str) -> dict:
@@ -159,7 +151,7 @@ def main() -> int:
             report = phase_engines(args.bundle, args.images, args.batch, args.precision)
         else:
             report = phase_torch(args.runs, args.images, args.batch)
-        print(json.dumps({**report, "peak_rss_mib": peak_rss_mib()}))
+        print(json.dumps({**report, "peak_rss_mib": peak_memory_mib()}))
         return 0
 
     if args.bundle is None:

@@ -125,7 +125,7 @@ def _evaluation(out: Path) -> str:
     if not reports:
         return "## REFUGE metrics\n\nNot run."
     return ("## REFUGE metrics through the runtime (held-out phantoms), beside REFUGE's published baseline\n\n"
-            "The baseline column is MNet/DENet on REFUGE's real validation images (REFERENCE.md): a different "
+            "The baseline column is MNet on REFUGE's real validation images (REFERENCE.md): a different "
             "task difficulty, shown for scale only.\n\n" + evaluation_table(reports))  # fmt: skip
 
 

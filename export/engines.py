@@ -60,12 +60,12 @@ def tensorrt_builder_available() -> bool:
 
 
 def _import_tensorrt():
+    from fundusrt.runtime.engines.tensorrt_engine import import_tensorrt
+
     try:
-        import tensorrt as trt
-    except ImportError:
-        raise EngineBuildUnavailable(
-            "TensorRT is not installed (pip install 'fundusrt[trt]' on a machine with an NVIDIA GPU)"
-        ) from None
+        trt = import_tensorrt()
+    except EngineError as e:
+        raise EngineBuildUnavailable(str(e)) from None
     if not hasattr(trt, "Builder"):
         raise EngineBuildUnavailable("the installed tensorrt package has no builder (only the lean runtime, or a stub)")
     return trt

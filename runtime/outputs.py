@@ -105,6 +105,10 @@ class ResultWriter:
     def _relative(self, path: str, suffix: str) -> Path:
         return Path(self.names.get(identity(path), Path(path).name)).with_suffix(suffix)
 
+    def _file_name(self, path: str) -> str:
+        """The image's file name as the REFUGE tables list it (made unique like its mask's)."""
+        return self._relative(path, Path(path).suffix).name
+
     def _save(self, target: Path, image) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         if image.ndim == 3:
@@ -152,15 +156,11 @@ class ResultWriter:
         with open(folder / "classification_results.csv", "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["FileName", "Glaucoma Risk"])
-            writer.writerows(
-                [self._relative(r["path"], Path(r["path"]).suffix).name, r["glaucoma_probability"]] for r in ok
-            )
+            writer.writerows([self._file_name(r["path"]), r["glaucoma_probability"]] for r in ok)
         with open(folder / "fovea_location_results.csv", "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["ImageName", "Fovea_X", "Fovea_Y"])
-            writer.writerows(
-                [self._relative(r["path"], Path(r["path"]).suffix).name, *r["fovea"]] for r in ok if r["fovea"]
-            )
+            writer.writerows([self._file_name(r["path"]), *r["fovea"]] for r in ok if r["fovea"])
 
     def close(self) -> None:
         if not self._file.closed:

@@ -18,7 +18,7 @@ from fundusrt.runtime.pipeline import Pipeline
 from .datasets import load_specs
 from .metrics import classification_metrics, fovea_distance, segmentation_metrics
 
-# REFERENCE.md: the REFUGE baseline on REFUGE validation (MNet trained on ORIGA; AUC from DENet).
+# REFERENCE.md: the REFUGE baseline on REFUGE validation (MNet trained on ORIGA).
 REFUGE_BASELINE = {"oc_dice": 0.870, "od_dice": 0.912, "vcdr_mae": 0.049, "auc": 0.963}
 
 

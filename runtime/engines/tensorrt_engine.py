@@ -27,7 +27,8 @@ from .base import Engine, EngineError
 PROFILE = 0
 
 
-def _import_tensorrt():
+def import_tensorrt():
+    """The tensorrt module, or one EngineError line saying what is missing."""
     try:
         import tensorrt as trt
     except ImportError:
@@ -41,7 +42,7 @@ def _import_tensorrt():
 
 class TensorRTEngine(Engine):
     def __init__(self, bundle: Bundle, graph: str, *, precision: str = "fp16", cuda_graph: bool = False):
-        trt = _import_tensorrt()
+        trt = import_tensorrt()
         major, minor = cuda.compute_capability()
         path = bundle.engine(graph, compute_capability=(major, minor), trt_version=trt.__version__, precision=precision)
         spec = bundle.graph(graph)

@@ -20,7 +20,7 @@ def test_fit_recovers_an_ellipse_to_a_fraction_of_a_pixel(axes, angle):
 def test_vertical_diameter_of_a_rotated_ellipse():
     assert Ellipse((0, 0), (80, 40), 0).vertical_diameter == pytest.approx(40)
     assert Ellipse((0, 0), (80, 40), 90).vertical_diameter == pytest.approx(80)
-    # 45 degrees: the bounding box height is sqrt(2 (a² + b²) / 2)·... = 2·sqrt((a² + b²) / 2)
+    # at 45 degrees the bounding box's height is 2·sqrt((a² + b²) / 2) for semi-axes a, b
     assert Ellipse((0, 0), (80, 40), 45).vertical_diameter == pytest.approx(2 * math.sqrt((40**2 + 20**2) / 2))
 
 

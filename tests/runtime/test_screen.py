@@ -56,15 +56,21 @@ def screen(*args):
     return main(["screen", *map(str, args), "--quiet"])
 
 
-def start_screen(folder, bundle, out):
-    """``fundusrt screen`` in its own process, slowly (one thread, batches of 2), to interrupt it."""
+def start_screen(folder, bundle, out, *, after_records: int):
+    """``fundusrt screen`` in its own process, slowly (one thread, batches of 2), returned once it has
+    written ``after_records`` records: ready to be interrupted part way."""
     command = [sys.executable, "-m", "fundusrt.runtime.cli", "screen", str(folder), "--bundle", str(bundle),
                "--out", str(out), "--batch", "2", "--quiet", "--threads", "1"]  # fmt: skip
     # A background job of a non-interactive shell (as CI may be) inherits SIGINT ignored, and Python
     # then installs no Ctrl-C handler: give the child the default disposition a terminal would.
-    return subprocess.Popen(
+    process = subprocess.Popen(
         command, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
     )
+    log = Path(out) / "results.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not log.exists() or len(read_records(log)[0]) < after_records):
+        time.sleep(0.01)
+    return process
 
 
 def records(out):
@@ -166,11 +172,8 @@ def many(tmp_path_factory):
 def test_a_kill_mid_run_loses_nothing_and_resume_finishes(tiny_runs, many, tmp_path):
     folder = many
     out = tmp_path / "out"
-    process = start_screen(folder, tiny_runs["bundle"], out)
+    process = start_screen(folder, tiny_runs["bundle"], out, after_records=4)
     log = out / "results.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (not log.exists() or len(read_records(log)[0]) < 4):
-        time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
     first = read_records(log)[0]
@@ -187,11 +190,8 @@ def test_a_kill_mid_run_loses_nothing_and_resume_finishes(tiny_runs, many, tmp_p
 def test_ctrl_c_ends_cleanly_with_status_130(tiny_runs, many, tmp_path):
     folder = many
     out = tmp_path / "out"
-    process = start_screen(folder, tiny_runs["bundle"], out)
+    process = start_screen(folder, tiny_runs["bundle"], out, after_records=2)
     log = out / "results.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (not log.exists() or len(read_records(log)[0]) < 2):
-        time.sleep(0.01)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err

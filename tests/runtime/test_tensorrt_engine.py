@@ -249,7 +249,7 @@ def _bundle(root, outputs=("double", "mean")) -> Bundle:
 @pytest.fixture
 def fake_trt(monkeypatch, fake_cudart):
     fake = FakeTensorRT(fake_cudart)
-    monkeypatch.setattr(tensorrt_engine, "_import_tensorrt", lambda: fake)
+    monkeypatch.setattr(tensorrt_engine, "import_tensorrt", lambda: fake)
     return fake
 
 
