@@ -7,6 +7,7 @@ classifier  full (N, 3, S, S), crop (N, 3, S, S) -> probability (N,), members (N
 
 from __future__ import annotations
 
+import json
 import platform
 import time
 from dataclasses import dataclass
@@ -18,8 +19,9 @@ import torch
 
 from fundusrt.runtime import __version__
 from fundusrt.runtime.bundle import GraphSpec, Manifest, TensorSpec, sha256, write_manifest
+from fundusrt.runtime.glaucoma_risk import VcdrRisk
 from fundusrt.runtime.postprocess import LOG_SIGMA, PEAK_MIN_DISTANCE, PEAK_THRESHOLD
-from fundusrt.train.data import FOVEA_DISTANCE_DD
+from fundusrt.train.anatomy import FOVEA_DISTANCE_DD
 from fundusrt.train.datasets import load_specs
 from fundusrt.train.runs import load_run
 
@@ -83,6 +85,16 @@ def plan_graphs(*, classifier: Path, segmenter: Path, locator: Path, threshold: 
     }  # fmt: skip
 
 
+def _vcdr_risk(classifier: Path, weight: float | None) -> dict | None:
+    """The classify run's vCDR model with its weight in the glaucoma probability, or None."""
+    path = Path(classifier) / "vcdr_risk.json"
+    if not path.is_file() or weight == 0:
+        return None
+    fitted = json.loads(path.read_text())
+    risk = VcdrRisk.from_dict({**fitted, "weight": fitted["weight"] if weight is None else weight})
+    return risk.to_dict()
+
+
 def export_bundle(
     *,
     classifier: Path,
@@ -94,8 +106,11 @@ def export_bundle(
     max_batch: int = 64,
     threshold: float = 0.5,
     precisions: tuple[str, ...] = ("fp32", "fp16", "int8"),
+    vcdr_weight: float | None = None,
     log=print,
 ) -> Path:
+    """``vcdr_weight``: the share of the vCDR's model in the glaucoma probability (default: the one the
+    classify run fitted it with); 0 leaves it out."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     plans = plan_graphs(classifier=classifier, segmenter=segmenter, locator=locator, threshold=threshold)
@@ -136,6 +151,7 @@ def export_bundle(
             "members": plans["classifier"].postprocess["members"],
             "threshold": threshold,
             "merge": "mean of member probabilities",
+            "vcdr": _vcdr_risk(classifier, vcdr_weight),
         },
         producer={
             "fundusrt": __version__,

@@ -14,8 +14,8 @@ import onnxruntime as ort
 import torch
 
 from fundusrt.runtime.bundle import load_bundle
-from fundusrt.runtime.peaks import disc_and_fovea, log_peaks
-from fundusrt.runtime.postprocess import LOG_SIGMA, PEAK_MIN_DISTANCE, PEAK_THRESHOLD
+from fundusrt.runtime.geometry import Affine
+from fundusrt.runtime.postprocess import landmarks_from_map
 from fundusrt.train.tasks import TASKS
 
 from .graphs import reference_graphs
@@ -58,13 +58,12 @@ def check_bundle(
         merged = {p: [np.concatenate([b[i] for b in v]) for i in range(len(v[0]))] for p, v in outputs.items()}
         dataset = batches[0]["dataset"] if batches else None
         meta = [row for b in batches for row in b["rows"]]
-        views = [v for b in batches for v in b["inputs"].get("image", b["inputs"].get("full"))]
         for precision in sessions:
-            rows.append(_compare(graph, precision, merged["torch"], merged[precision], dataset, meta, views))
+            rows.append(_compare(graph, precision, merged["torch"], merged[precision], dataset, meta))
     return rows
 
 
-def _compare(graph, precision, ref, got, dataset, meta, views) -> dict:
+def _compare(graph, precision, ref, got, dataset, meta) -> dict:
     tol = TOLERANCES[precision]
     row = {"graph": graph, "precision": precision, "images": len(ref[0])}
     checks = []
@@ -87,41 +86,35 @@ def _compare(graph, precision, ref, got, dataset, meta, views) -> dict:
             )  # fmt: skip
     else:
         row["map_max_diff"] = float(np.abs(ref[0] - got[0]).max())
-        distances = [
-            _peak_distance(a[0], b[0], np.ascontiguousarray(v.transpose(1, 2, 0)))
-            for a, b, v in zip(ref[0], got[0], views)
-        ]
+        distances = [_peak_distance(a[0], b[0], m["view"]) for a, b, m in zip(ref[0], got[0], meta)]
         row["peak_max_px"] = float(np.max(distances))
         if tol["map"] is not None:
             checks.append(row["map_max_diff"] <= tol["map"])
         checks.append(row["peak_max_px"] <= tol["peak_px"])
         for name, output in (("torch", ref[0]), ("onnx", got[0])):
-            metrics = _task_metrics("locate", output, meta, dataset, views)
+            metrics = _task_metrics("locate", output, meta, dataset)
             row[f"fovea_px_{name}"] = metrics["fovea_distance_px"]
     row["ok"] = all(checks)
     return row
 
 
 def _peak_distance(a: np.ndarray, b: np.ndarray, view: np.ndarray) -> float:
-    """Largest distance between the disc and fovea found on two maps (inf if either finds < 2)."""
-    side = a.shape[-1]
-    found = []
-    for m in (a, b):
-        peaks = log_peaks(m, sigma=LOG_SIGMA * side, min_distance=PEAK_MIN_DISTANCE * side, threshold=PEAK_THRESHOLD)
-        pair = disc_and_fovea(peaks, view, radius=LOG_SIGMA * side)
-        if pair is None:
+    """Largest distance between the landmarks found on two maps, on the map's grid (inf where one map
+    finds a landmark the other does not)."""
+    found = [landmarks_from_map(m, view, Affine.identity()) for m in (a, b)]
+    if any(f is None for f in found):
+        return float("inf")
+    distances = []
+    for p, q in zip(*found):
+        if (p is None) != (q is None):
             return float("inf")
-        found.append(pair)
-    return max(float(np.hypot(p.x - q.x, p.y - q.y)) for p, q in zip(*found))
+        if p is not None:
+            distances.append(float(np.hypot(*(p - q))))
+    return max(distances)
 
 
-def _task_metrics(task_name, outputs, meta, dataset, views=None) -> dict:
-    rows = []
-    for i, (output, m) in enumerate(zip(outputs, meta)):
-        row = {"output": output, "index": m["index"], "affine": m["affine"]}
-        if views is not None:
-            row["input"] = views[i]
-        rows.append(row)
+def _task_metrics(task_name, outputs, meta, dataset) -> dict:
+    rows = [{**m, "output": output} for output, m in zip(outputs, meta)]
     return TASKS[task_name].evaluate(rows, dataset)
 
 

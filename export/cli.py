@@ -23,7 +23,11 @@ def register_export(subparsers) -> None:
     p.add_argument("--calibration-count", type=int, default=64, help="images to calibrate INT8 on (64)")
     p.add_argument("--precision", default="fp32,fp16,int8", help="variants to write (fp32,fp16,int8)")
     p.add_argument("--max-batch", type=int, default=64, help="largest batch the graphs accept (64)")
-    p.add_argument("--threshold", type=float, default=0.5, help="decision threshold on the ensemble probability")
+    p.add_argument("--threshold", type=float, default=0.5, help="decision threshold on the glaucoma probability")
+    p.add_argument(
+        "--vcdr-weight", type=float,
+        help="share of the classify run's vCDR model in the glaucoma probability (default: the run's; 0: none)",
+    )  # fmt: skip
     p.set_defaults(func=_export)
 
 
@@ -39,7 +43,7 @@ def _export(args) -> int:
     export_bundle(
         classifier=args.classifier, segmenter=args.segmenter, locator=args.locator, out=args.out,
         calibration=calibration, calibration_count=args.calibration_count, max_batch=args.max_batch,
-        threshold=args.threshold, precisions=precisions,
+        threshold=args.threshold, precisions=precisions, vcdr_weight=args.vcdr_weight,
     )  # fmt: skip
     print(f"bundle: {args.out}")
     return 0

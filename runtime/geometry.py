@@ -49,9 +49,6 @@ class Affine:
         """Destination pixels per source pixel (geometric mean of the two axes)."""
         return float(np.sqrt(abs(np.linalg.det(self.matrix[:, :2]))))
 
-    def to_list(self) -> list[list[float]]:
-        return self.matrix.tolist()
-
 
 def square_transform(center, side: float, size: int) -> Affine:
     """The map from the source square of ``side`` pixels centred on ``center`` onto a ``size``² image."""
@@ -98,12 +95,6 @@ def _source_box(shape, affine: Affine, size: int, factor: int) -> tuple[int, int
     return int(x0), int(y0), int(x1), int(y1)
 
 
-def crop_square(image: np.ndarray, center, side: float, size: int) -> tuple[np.ndarray, Affine]:
-    """Cut the square of ``side`` pixels around ``center``, resized to ``size``², and its map."""
-    affine = square_transform(center, side, size)
-    return warp(image, affine, size), affine
-
-
 def warp_to_original(array: np.ndarray, affine: Affine, shape, *, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
     """Map a model-space array (mask, probability map) back onto the original (H, W) image grid.
 
@@ -121,11 +112,12 @@ def warp_to_original(array: np.ndarray, affine: Affine, shape, *, interpolation:
     )
 
 
-def disc_crop(image: np.ndarray, center, disc_diameter: float, *, factor: float, size: int):
-    """The square of ``factor`` disc diameters around the disc centre, resized to ``size``²."""
+def disc_crop_transform(center, disc_diameter: float, size: int, *, factor: float) -> Affine:
+    """Original pixels -> the ``size``² disc crop: the square of ``factor`` disc diameters around the
+    disc centre. Training, the parity check and the runtime all cut their disc crops through this."""
     if not disc_diameter > 0:
         raise ValueError(f"disc diameter must be positive, got {disc_diameter}")
-    return crop_square(image, center, factor * disc_diameter, size)
+    return square_transform(center, factor * disc_diameter, size)
 
 
 def about_center(size: int, *, angle: float = 0.0, flip: bool = False, zoom: float = 1.0) -> Affine:

@@ -28,6 +28,18 @@ from .result import CSV_COLUMNS, Result, csv_row
 RESULTS = "results.jsonl"
 
 
+def refuge_fovea(record: dict) -> tuple[int, int]:
+    """The fovea as REFUGE's official evaluation reads it: whole pixels (it parses the columns as
+    integers), and a row for every image (it looks each image up). A photograph whose fovea was not
+    found gets its centre, and its record keeps saying null."""
+    if record.get("fovea"):
+        x, y = record["fovea"]
+    else:
+        w, h = record["image_size"]
+        x, y = (w - 1) / 2.0, (h - 1) / 2.0
+    return int(round(x)), int(round(y))
+
+
 class OutputError(OSError):
     """The output folder cannot be written: one line naming it and the reason."""
 
@@ -160,7 +172,7 @@ class ResultWriter:
         with open(folder / "fovea_location_results.csv", "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["ImageName", "Fovea_X", "Fovea_Y"])
-            writer.writerows([self._file_name(r["path"]), *r["fovea"]] for r in ok if r["fovea"])
+            writer.writerows([self._file_name(r["path"]), *refuge_fovea(r)] for r in ok)
 
     def close(self) -> None:
         if not self._file.closed:

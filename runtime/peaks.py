@@ -3,9 +3,15 @@
 The map has a bump on each landmark. A scale-normalised Laplacian of Gaussian (OpenCV)
 turns bumps into strong positive responses; non-maximum suppression (maxima of a square
 neighbourhood) keeps the most prominent maxima at least ``min_distance`` apart, refined to
-sub-pixel by a parabola through the neighbours. Of the two, the optic disc is the one whose
-neighbourhood is brighter in the green channel of the photograph (the disc is the brightest
-structure, the fovea the darkest).
+sub-pixel by a parabola through the neighbours.
+
+The map does not say which bump is which. The photograph does: the optic disc is brighter than
+the retina around it, the fovea darker. Brightness is measured against each peak's own
+surround (a ring around it, black outside the field left out), so glare in a corner or a bright
+illumination gradient, which outshine the disc in absolute terms, do not decide. A second peak
+is taken as the fovea only where it could be one: no brighter than its surround by more than a
+small margin, and at a plausible distance from the disc. Otherwise (a disc-centred photograph
+whose fovea lies near or beyond the edge) there is a disc and no fovea.
 """
 
 from __future__ import annotations
@@ -67,19 +73,43 @@ def _refine(r: np.ndarray, x: int, y: int) -> tuple[float, float]:
     return x + dx, y + dy
 
 
-def disc_and_fovea(peaks: list[Peak], image: np.ndarray, *, radius: float) -> tuple[Peak, Peak] | None:
-    """(disc, fovea) from two peaks on the same grid as the RGB ``image``; None with fewer than two."""
-    if len(peaks) < 2:
+RING = 2.5  # the surround of a peak: the ring out to this many times its radius
+FOVEA_MAX_CONTRAST = 0.02  # a fovea is not brighter than its surround by more than this (of full scale)
+
+
+def disc_and_fovea(
+    peaks: list[Peak], image: np.ndarray, *, radius: float, separation: tuple[float, float] = (0.0, np.inf)
+) -> tuple[Peak, Peak | None] | None:
+    """(disc, fovea or None) from up to two peaks on the same grid as the RGB ``image``; None without
+    peaks. ``separation``: the distances (in grid pixels) at which a second peak may be the fovea."""
+    if not peaks:
         return None
-    a, b = peaks[:2]
-    green = np.asarray(image)[..., 1]
-    return (a, b) if _mean_around(green, a, radius) >= _mean_around(green, b, radius) else (b, a)
+    green = np.asarray(image)[..., 1].astype(np.float32) / 255.0
+    ranked = sorted(peaks[:2], key=lambda p: local_contrast(green, p, radius), reverse=True)
+    disc = ranked[0]
+    if len(ranked) < 2:
+        return disc, None
+    fovea = ranked[1]
+    distance = float(np.hypot(fovea.x - disc.x, fovea.y - disc.y))
+    dark_enough = local_contrast(green, fovea, radius) <= FOVEA_MAX_CONTRAST
+    return disc, fovea if dark_enough and separation[0] <= distance <= separation[1] else None
 
 
-def _mean_around(channel: np.ndarray, p: Peak, radius: float) -> float:
+def local_contrast(channel: np.ndarray, p: Peak, radius: float) -> float:
+    """Mean of ``channel`` within ``radius`` of the peak minus the mean of the ring around it (out to
+    ``RING`` radii); pixels that are exactly 0 (outside the field of view) count in neither."""
     h, w = channel.shape
-    r = max(1, int(round(radius)))
-    x0, x1 = max(int(round(p.x)) - r, 0), min(int(round(p.x)) + r + 1, w)
-    y0, y1 = max(int(round(p.y)) - r, 0), min(int(round(p.y)) + r + 1, h)
+    outer = max(2, int(round(RING * radius)))
+    x0, x1 = max(int(round(p.x)) - outer, 0), min(int(round(p.x)) + outer + 1, w)
+    y0, y1 = max(int(round(p.y)) - outer, 0), min(int(round(p.y)) + outer + 1, h)
     patch = channel[y0:y1, x0:x1]
-    return float(patch.mean()) if patch.size else 0.0
+    if not patch.size:
+        return 0.0
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    distance = np.hypot(xx - p.x, yy - p.y)
+    valid = patch > 0
+    inner = valid & (distance <= radius)
+    ring = valid & (distance > radius) & (distance <= outer)
+    if not inner.any() or not ring.any():
+        return 0.0
+    return float(patch[inner].mean() - patch[ring].mean())

@@ -25,17 +25,22 @@ import numpy as np
 
 from . import result as flags
 from .bundle import Bundle, load_bundle
+from .ellipse import Ellipse
 from .engines import Engine, open_engine
 from .field_of_view import FieldOfView, detect_field_of_view
-from .geometry import Affine, square_transform, warp
+from .geometry import Affine, disc_crop_transform, square_transform
+from .glaucoma_risk import VcdrRisk
 from .image_io import ImageReadError, read_image
 from .normalize import Normalization
 from .postprocess import disc_cup_ellipses, landmarks_from_map
 from .result import Result
 
 MIN_SIDE = 64  # smaller images hold no usable disc
-DISC_DIAMETER_OF_FOV = 0.15  # fallback disc size: about 1.8 mm of a 45-degree camera's 12 mm field
+DISC_DIAMETER_OF_FOV = 0.15  # first guess of the disc's size: about 1.8 mm of a 45-degree camera's 12 mm field
 DISC_DIAMETER_RANGE = (0.07, 0.30)  # plausible disc sizes, as fractions of the FOV diameter
+RECROP_SIZE = 0.15  # segment again when the disc's measured size differs by more than this (log ratio) ...
+RECROP_SHIFT = 0.15  # ... or its centre lies further than this many disc diameters from the crop's
+LANDMARK_MARGIN = 0.02  # a fovea this close outside the frame (of its width) is clamped, further is dropped
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,7 @@ class Settings:
     mask_threshold: float
     decision_threshold: float
     members: tuple[str, ...]
+    vcdr_risk: VcdrRisk | None
 
     @classmethod
     def from_bundle(cls, bundle: Bundle) -> Settings:
@@ -76,7 +82,20 @@ class Settings:
             mask_threshold=float(seg.postprocess.get("threshold", 0.5)),
             decision_threshold=float(ensemble.get("threshold", 0.5)),
             members=tuple(ensemble.get("members", ())),
+            vcdr_risk=VcdrRisk.from_dict(ensemble["vcdr"]) if ensemble.get("vcdr") else None,
         )
+
+
+@dataclass
+class _Crop:
+    """One disc crop on its way through the segmenter: its map from original pixels, the model input,
+    then the planes and ellipses."""
+
+    affine: Affine
+    input: np.ndarray
+    planes: np.ndarray | None = None
+    disc: Ellipse | None = None
+    cup: Ellipse | None = None
 
 
 @dataclass
@@ -162,11 +181,11 @@ class Pipeline:
             s = self.settings
             fov = detect_field_of_view(image)
             full_affine = fov.view_transform(s.locator_size)
-            locator_view = warp(image, full_affine, s.locator_size)
+            locator_view = fov.cut(image, full_affine, s.locator_size)
             if s.classifier_size == s.locator_size:
                 classifier_view = locator_view
             else:
-                classifier_view = warp(image, fov.view_transform(s.classifier_size), s.classifier_size)
+                classifier_view = fov.cut(image, fov.view_transform(s.classifier_size), s.classifier_size)
             result = Result(path=name, image_size=(w, h))
             if not fov.found:
                 result.flags.append(flags.NO_FIELD_OF_VIEW)
@@ -208,33 +227,39 @@ class Pipeline:
         t0 = time.perf_counter()
         maps = self.engines["locator"].run({"image": np.stack([p.locator_input for p in live])})["distance_map"]
         t1 = time.perf_counter()
-        crops_seg, crops_cls, seg_affines = [], [], []
+        guesses = []
         for p, distance_map in zip(live, maps):
             t = time.perf_counter()
-            centre, diameter = self._locate_disc(p, distance_map[0])
-            side = s.crop_factor * diameter
-            seg_affine = square_transform(centre, side, s.segmenter_size)
-            seg_view = warp(p.image, seg_affine, s.segmenter_size)
-            if s.classifier_size == s.segmenter_size:
-                cls_view = seg_view
-            else:
-                cls_view = warp(p.image, square_transform(centre, side, s.classifier_size), s.classifier_size)
-            crops_seg.append(s.segmenter_norm(seg_view))
-            crops_cls.append(s.classifier_norm(cls_view))
-            seg_affines.append(seg_affine)
+            guesses.append(self._locate_disc(p, distance_map[0]))
             p.result.timings_ms["crop"] = 1e3 * (time.perf_counter() - t)
         t2 = time.perf_counter()
-        planes = self.engines["segmenter"].run({"image": np.stack(crops_seg)})["disc_cup"]
+        crops, found = self._segment(live, guesses)
+        # The disc's size and place now come from the photograph itself: where they differ from the
+        # guess, segment again on the crop they call for, so the crop is always 2 disc diameters.
+        again = [i for i, (guess, disc) in enumerate(zip(guesses, found)) if _needs_recrop(guess, disc)]
+        if again:
+            retry_crops, retry_found = self._segment(
+                [live[i] for i in again],
+                [(np.asarray(found[i].center), _plausible(found[i].vertical_diameter, live[i].fov)) for i in again],
+            )
+            for i, crop, disc in zip(again, retry_crops, retry_found):
+                if disc is not None:
+                    crops[i], found[i] = crop, disc
         t3 = time.perf_counter()
+        classifier_crops = [
+            s.classifier_norm(self._cut(p, crop.affine if s.classifier_size == s.segmenter_size else
+                                        _resized(crop.affine, s.segmenter_size, s.classifier_size), s.classifier_size))
+            for p, crop in zip(live, crops)
+        ]  # fmt: skip
         classified = self.engines["classifier"].run(
-            {"full": np.stack([p.classifier_full for p in live]), "crop": np.stack(crops_cls)}
+            {"full": np.stack([p.classifier_full for p in live]), "crop": np.stack(classifier_crops)}
         )
         t4 = time.perf_counter()
         for i, p in enumerate(live):
             t = time.perf_counter()
             try:
                 probability, members = classified["probability"][i], classified["members"][i]
-                self._finish(p.result, planes[i], seg_affines[i], probability, members)
+                self._finish(p, crops[i], probability, members)
             except Exception as e:
                 p.result.ok, p.result.error = False, f"{p.result.path}: post-processing failed: {type(e).__name__}: {e}"
             p.result.timings_ms.update(
@@ -242,41 +267,74 @@ class Pipeline:
                 postprocess=1e3 * (time.perf_counter() - t),
             )  # fmt: skip
 
+    def _cut(self, p: _Prepared, affine: Affine, size: int) -> np.ndarray:
+        return p.fov.cut(p.image, affine, size)
+
+    def _segment(self, live: list[_Prepared], discs: list) -> tuple[list[_Crop], list[Ellipse | None]]:
+        """Disc crops at (centre, diameter) for each image, the segmenter on them, and each crop's disc
+        ellipse (in original pixels; None where no disc was segmented)."""
+        s = self.settings
+        crops = []
+        for p, (centre, diameter) in zip(live, discs):
+            affine = disc_crop_transform(centre, diameter, s.segmenter_size, factor=s.crop_factor)
+            crops.append(_Crop(affine, s.segmenter_norm(self._cut(p, affine, s.segmenter_size))))
+        planes = self.engines["segmenter"].run({"image": np.stack([c.input for c in crops])})["disc_cup"]
+        for crop, plane in zip(crops, planes):
+            crop.planes = plane
+            crop.disc, crop.cup = disc_cup_ellipses(plane, crop.affine, s.mask_threshold)
+        return crops, [c.disc for c in crops]
+
     def _locate_disc(self, p: _Prepared, distance_map: np.ndarray) -> tuple[np.ndarray, float]:
-        """Disc centre (original pixels) and diameter for the crop; sets disc_center/fovea and flags."""
+        """A first guess of the disc centre (original pixels) and diameter for the first crop; sets the
+        record's fovea and flags. The segmenter then measures the disc itself (``_infer``)."""
         s, r = self.settings, p.result
         side = distance_map.shape[-1]
         landmarks = landmarks_from_map(
             distance_map, p.locator_view, p.full_affine,
             sigma=s.log_sigma, min_distance=s.peak_min_distance, threshold=s.peak_threshold,
         )  # fmt: skip
-        fov_diameter = 2.0 * p.fov.radius
+        typical = DISC_DIAMETER_OF_FOV * 2.0 * p.fov.radius
         if landmarks is None:
             # Fallback: the brightest blob of the green channel inside the view, a typical disc size.
             r.flags.append(flags.LANDMARKS_NOT_FOUND)
             disc = p.full_affine.inverse()(_brightest_spot(p.locator_view, s.log_sigma * side))
-            r.disc_center = (float(disc[0]), float(disc[1]))
-            return disc, DISC_DIAMETER_OF_FOV * fov_diameter
+            return disc, typical
         disc, fovea = landmarks
-        r.disc_center, r.fovea = (float(disc[0]), float(disc[1])), (float(fovea[0]), float(fovea[1]))
-        diameter = float(np.hypot(*(disc - fovea))) / s.fovea_distance_dd
-        low, high = (f * fov_diameter for f in DISC_DIAMETER_RANGE)
-        if not low <= diameter <= high:
-            r.flags.append(flags.DISC_SIZE_CLAMPED)
-            diameter = float(np.clip(diameter, low, high))
-        return disc, diameter
+        if fovea is None:
+            r.flags.append(flags.FOVEA_NOT_FOUND)
+            return disc, typical
+        r.fovea = (float(fovea[0]), float(fovea[1]))
+        return disc, _plausible(float(np.hypot(*(disc - fovea))) / s.fovea_distance_dd, p.fov)
 
-    def _finish(self, r: Result, planes: np.ndarray, seg_affine: Affine, probability, members) -> None:
-        s = self.settings
-        r.disc, r.cup = disc_cup_ellipses(planes, seg_affine, s.mask_threshold)
+    def _finish(self, p: _Prepared, crop: _Crop, probability, members) -> None:
+        s, r = self.settings, p.result
+        r.disc, r.cup = crop.disc, crop.cup
+        w, h = r.image_size
+        if r.disc is not None and not _inside(r.disc.center, w, h):
+            r.disc, r.cup = None, None  # a disc whose centre lies outside the photograph is not this one
+            r.flags.append(flags.DISC_OUTSIDE_IMAGE)
         if r.disc is None:
             r.flags.append(flags.DISC_NOT_SEGMENTED)
+            centre = crop.affine.inverse()([(s.segmenter_size - 1) / 2.0] * 2)  # where the disc was looked for
         elif r.cup is None:
+            centre = r.disc.center
             r.flags.append(flags.CUP_NOT_SEGMENTED)
             r.vcdr = 0.0
         else:
+            centre = r.disc.center
             r.vcdr = min(r.cup.vertical_diameter / r.disc.vertical_diameter, 1.0)
-        r.glaucoma_probability = float(probability)
+        r.disc_center = _clamped(centre, w, h, r.flags)
+        if r.fovea is not None:
+            if _inside(r.fovea, w, h, margin=LANDMARK_MARGIN * w):
+                r.fovea = _clamped(r.fovea, w, h, r.flags)
+            else:
+                r.fovea = None
+                r.flags.append(flags.FOVEA_OUTSIDE_IMAGE)
+        r.ensemble_probability = float(probability)
+        r.glaucoma_probability = r.ensemble_probability
+        if s.vcdr_risk is not None and r.vcdr is not None:
+            r.vcdr_probability = s.vcdr_risk.probability(r.vcdr)
+            r.glaucoma_probability = s.vcdr_risk.combine(r.ensemble_probability, r.vcdr)
         r.glaucoma = bool(r.glaucoma_probability >= s.decision_threshold)
         r.members = {name: float(v) for name, v in zip(s.members, members)}
         r.ok = True
@@ -309,6 +367,40 @@ def _checked_array(image, name: str) -> np.ndarray:
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ImageReadError(name, f"arrays must be (H, W, 3) RGB uint8, got {image.shape} {image.dtype}")
     return image
+
+
+def _needs_recrop(guess: tuple[np.ndarray, float], disc: Ellipse | None) -> bool:
+    """Whether the segmented disc calls for another crop: its size or place differs from the guess
+    by more than the segmenter was trained to take in its stride."""
+    if disc is None:
+        return False
+    centre, diameter = guess
+    measured = disc.vertical_diameter
+    moved = float(np.hypot(*(np.asarray(disc.center) - centre)))
+    return abs(np.log(measured / diameter)) > RECROP_SIZE or moved > RECROP_SHIFT * measured
+
+
+def _plausible(diameter: float, fov: FieldOfView) -> float:
+    """A disc diameter held within the sizes a disc can have in this field of view."""
+    low, high = (f * 2.0 * fov.radius for f in DISC_DIAMETER_RANGE)
+    return float(np.clip(diameter, low, high))
+
+
+def _resized(affine: Affine, size: int, new_size: int) -> Affine:
+    """The same square seen at ``new_size``² instead of ``size``²."""
+    return affine.then(square_transform(((size - 1) / 2.0, (size - 1) / 2.0), size, new_size))
+
+
+def _inside(point, w: int, h: int, margin: float = 0.0) -> bool:
+    return -margin <= point[0] <= w - 1 + margin and -margin <= point[1] <= h - 1 + margin
+
+
+def _clamped(point, w: int, h: int, record_flags: list) -> tuple[float, float]:
+    """The point moved inside the image, flagged where it had to move."""
+    x, y = float(np.clip(point[0], 0, w - 1)), float(np.clip(point[1], 0, h - 1))
+    if (x, y) != (float(point[0]), float(point[1])):
+        record_flags.append(flags.LANDMARK_CLAMPED)
+    return x, y
 
 
 def _brightest_spot(view: np.ndarray, sigma: float) -> tuple[float, float]:

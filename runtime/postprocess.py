@@ -18,6 +18,10 @@ from .peaks import disc_and_fovea, log_peaks
 LOG_SIGMA = 0.04
 PEAK_MIN_DISTANCE = 0.1
 PEAK_THRESHOLD = 0.2
+# Where a second peak may be the fovea: its distance from the disc as a fraction of the field of
+# view's diameter (the map's side). The disc-fovea distance is about 4.5 mm; a 60-degree camera
+# images about 17 mm of retina across (0.26), a 45-degree one 12 mm (0.37), a 20-degree one 6 mm (0.75).
+FOVEA_SEPARATION = (0.18, 0.85)
 
 
 def probabilities_to_mask(probabilities: np.ndarray, affine: Affine, shape, threshold: float = 0.5) -> np.ndarray:
@@ -35,17 +39,19 @@ def landmarks_from_map(
     sigma: float = LOG_SIGMA,
     min_distance: float = PEAK_MIN_DISTANCE,
     threshold: float = PEAK_THRESHOLD,
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """(disc centre, fovea) in original pixels from a predicted B^N map and the RGB view it was
-    predicted from (same grid); None when fewer than two peaks stand out."""
+    separation: tuple[float, float] = FOVEA_SEPARATION,
+) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """(disc centre, fovea or None) in original pixels from a predicted B^N map and the RGB view it
+    was predicted from (same grid); None when no peak stands out. The fovea is None where no second
+    peak could be one (see ``peaks.disc_and_fovea``)."""
     side = distance_map.shape[-1]
     peaks = log_peaks(distance_map, sigma=sigma * side, min_distance=min_distance * side, threshold=threshold)
-    pair = disc_and_fovea(peaks, image, radius=sigma * side)
-    if pair is None:
+    found = disc_and_fovea(peaks, image, radius=sigma * side, separation=(separation[0] * side, separation[1] * side))
+    if found is None:
         return None
+    disc, fovea = found
     inverse = affine.inverse()
-    disc, fovea = inverse([[pair[0].x, pair[0].y], [pair[1].x, pair[1].y]])
-    return disc, fovea
+    return inverse([disc.x, disc.y]), None if fovea is None else inverse([fovea.x, fovea.y])
 
 
 def disc_cup_ellipses(

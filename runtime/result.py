@@ -17,8 +17,11 @@ from .masks import BACKGROUND, encode_refuge
 
 # Flags a processed image can carry.
 NO_FIELD_OF_VIEW = "no_field_of_view"  # nothing bright enough: the whole frame was used
-LANDMARKS_NOT_FOUND = "landmarks_not_found"  # fewer than two peaks: disc by the fallback, no fovea
-DISC_SIZE_CLAMPED = "disc_size_clamped"  # disc-fovea distance gave an implausible disc size
+LANDMARKS_NOT_FOUND = "landmarks_not_found"  # no peak in the locator's map: disc by the fallback, no fovea
+FOVEA_NOT_FOUND = "fovea_not_found"  # a disc but no fovea (e.g. a disc-centred photograph): fovea null
+FOVEA_OUTSIDE_IMAGE = "fovea_outside_image"  # the fovea fell beyond the frame: fovea null
+LANDMARK_CLAMPED = "landmark_clamped"  # a landmark just outside the frame was moved onto its edge
+DISC_OUTSIDE_IMAGE = "disc_outside_image"  # the segmented disc's centre lay outside the frame: dropped
 DISC_NOT_SEGMENTED = "disc_not_segmented"  # no disc region in the crop: no vCDR
 CUP_NOT_SEGMENTED = "cup_not_segmented"  # a disc but no cup: vCDR 0
 
@@ -28,8 +31,10 @@ class Result:
     path: str
     ok: bool = False
     error: str | None = None
-    glaucoma_probability: float | None = None
+    glaucoma_probability: float | None = None  # the answer: the ensemble's, joined by the vCDR's where the bundle says
     glaucoma: bool | None = None
+    ensemble_probability: float | None = None  # the mean of the members
+    vcdr_probability: float | None = None  # the bundle's vCDR model at this vCDR
     members: dict[str, float] = field(default_factory=dict)
     vcdr: float | None = None
     disc: Ellipse | None = None
@@ -65,6 +70,8 @@ class Result:
             "error": self.error,
             "glaucoma_probability": number(self.glaucoma_probability),
             "glaucoma": self.glaucoma,
+            "ensemble_probability": number(self.ensemble_probability),
+            "vcdr_probability": number(self.vcdr_probability),
             "members": {k: number(v) for k, v in self.members.items()},
             "vcdr": number(self.vcdr, 4),
             "disc": self.disc.to_dict() if self.disc else None,
@@ -82,7 +89,7 @@ class Result:
 
 
 CSV_COLUMNS = (
-    "path", "ok", "error", "glaucoma_probability", "glaucoma", "vcdr",
+    "path", "ok", "error", "glaucoma_probability", "glaucoma", "ensemble_probability", "vcdr_probability", "vcdr",
     "disc_x", "disc_y", "fovea_x", "fovea_y", "disc_vertical_diameter", "cup_vertical_diameter",
     "width", "height", "flags",
 )  # fmt: skip
@@ -98,6 +105,8 @@ def csv_row(record: dict) -> dict:
         "error": record.get("error") or "",
         "glaucoma_probability": record.get("glaucoma_probability"),
         "glaucoma": record.get("glaucoma"),
+        "ensemble_probability": record.get("ensemble_probability"),
+        "vcdr_probability": record.get("vcdr_probability"),
         "vcdr": record.get("vcdr"),
         "disc_x": disc[0],
         "disc_y": disc[1],

@@ -1,16 +1,23 @@
-"""Training-time augmentation: random affines composed after a crop's map, and colour jitter.
+"""Training-time augmentation: random affines composed after a crop's map, other cameras' fields,
+and photometric changes.
 
 Geometry goes through the crop's ``Affine``, so image, mask and landmarks move together
-exactly. Disc crops jitter centre and size over the range the runtime's own estimate (disc
-centre from the locator, diameter from the disc-fovea distance) will produce.
+exactly. Disc crops jitter centre and size over the range the runtime's own estimate will
+produce. The photometric changes stand for what differs between cameras, populations and
+sessions: exposure, gamma, colour balance and saturation, uneven illumination, focus, noise.
+A full view sometimes becomes another camera's field: a narrower circle (a smaller field
+angle shows the retina larger) placed off centre (a disc-centred photograph, the fovea near
+or beyond the edge).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
+from fundusrt.runtime.field_of_view import FieldOfView
 from fundusrt.runtime.geometry import Affine, about_center
 
 
@@ -19,11 +26,19 @@ class Augment:
     rotation: float = 10.0  # degrees, uniform +-
     flip: float = 0.5  # probability of a horizontal flip (a right eye becomes a left eye)
     zoom: float = 0.05  # uniform 1 +-
-    brightness: float = 0.2
-    contrast: float = 0.2
-    channel_gain: float = 0.05
+    brightness: float = 0.25
+    contrast: float = 0.25
+    gamma: float = 0.3  # the exponent's log, uniform +-
+    channel_gain: float = 0.12  # colour balance, per channel, uniform 1 +-
+    saturation: float = 0.3  # uniform 1 +-
+    illumination: float = 0.25  # a linear brightness ramp across the view, up to this much at its edges
+    blur: float = 0.25  # probability of a Gaussian blur, sigma up to 1.5 px
+    noise: float = 4.0  # sd of added Gaussian noise, grey levels, uniform 0 ..
     crop_shift: float = 0.08  # disc-crop centre jitter, sd in disc diameters
-    crop_scale: float = 0.12  # disc-crop side jitter, sd of its log
+    crop_scale: float = 0.15  # disc-crop side jitter, sd of its log
+    field_change: float = 0.4  # probability that a full view becomes another camera's field
+    field_narrowing: float = 1.4  # ... up to this much narrower
+    edge: float = 0.15  # probability that a disc crop meets the photograph's edge, 0.6-1.1 disc diameters out
 
     def geometry(self, rng: np.random.Generator, size: int) -> Affine:
         return about_center(
@@ -37,12 +52,53 @@ class Augment:
         dx, dy = rng.normal(0.0, self.crop_shift * diameter, 2)
         return (center[0] + dx, center[1] + dy), diameter * float(np.exp(rng.normal(0.0, self.crop_scale)))
 
+    def field(self, rng: np.random.Generator, fov: FieldOfView) -> FieldOfView:
+        """Sometimes a narrower circle inside this one, shifted up to a little beyond its edge."""
+        if not fov.circular or rng.random() >= self.field_change:
+            return fov
+        narrowing = rng.uniform(1.0, self.field_narrowing)
+        radius = fov.radius / narrowing
+        reach = (fov.radius - radius) + 0.15 * radius
+        angle = rng.uniform(0.0, 2.0 * np.pi)
+        shift = rng.uniform(0.0, reach)
+        center = (fov.center[0] + shift * np.cos(angle), fov.center[1] + shift * np.sin(angle))
+        return FieldOfView(center, radius, True, True)
+
+    def frame_edge(self, rng: np.random.Generator, crop: np.ndarray, center, diameter: float) -> np.ndarray:
+        """Sometimes black beyond a straight edge near the disc (``center``, ``diameter`` in crop pixels),
+        as where a disc lies near the frame and its crop runs outside: the disc is still whole."""
+        if rng.random() >= self.edge:
+            return crop
+        angle = rng.uniform(0.0, 2.0 * np.pi)
+        distance = rng.uniform(0.6, 1.1) * diameter
+        h, w = crop.shape[:2]
+        beyond = (np.cos(angle) * (np.arange(w)[None, :] - center[0])
+                  + np.sin(angle) * (np.arange(h)[:, None] - center[1])) > distance  # fmt: skip
+        crop = crop.copy()
+        crop[beyond] = 0
+        return crop
+
     def colour(self, rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
-        x = image.astype(np.float32)
-        mean = x.mean()
-        contrast = 1.0 + rng.uniform(-self.contrast, self.contrast)
+        inside = image.max(axis=2, keepdims=True) > 0  # the black surround stays black
+        x = image.astype(np.float32) / 255.0
+        x = x ** np.float32(np.exp(rng.uniform(-self.gamma, self.gamma)))
+        grey = x.mean(axis=2, keepdims=True)
+        x = grey + (x - grey) * np.float32(1.0 + rng.uniform(-self.saturation, self.saturation))
+        mean = float(x[inside[..., 0]].mean()) if inside.any() else 0.0
+        x = (x - mean) * np.float32(1.0 + rng.uniform(-self.contrast, self.contrast)) + mean
         gain = (1.0 + rng.uniform(-self.brightness, self.brightness)) * (
             1.0 + rng.uniform(-self.channel_gain, self.channel_gain, 3)
         )
-        x = ((x - mean) * contrast + mean) * gain.astype(np.float32)
-        return np.clip(x + 0.5, 0, 255).astype(np.uint8)
+        x = x * gain.astype(np.float32)
+        if self.illumination:
+            h, w = x.shape[:2]
+            direction = rng.uniform(0.0, 2.0 * np.pi)
+            ramp = (np.cos(direction) * np.linspace(-1, 1, w, dtype=np.float32)[None, :]
+                    + np.sin(direction) * np.linspace(-1, 1, h, dtype=np.float32)[:, None])  # fmt: skip
+            x = x * (1.0 + np.float32(rng.uniform(0.0, self.illumination)) * ramp)[..., None]
+        if rng.random() < self.blur:
+            x = cv2.GaussianBlur(x, (0, 0), float(rng.uniform(0.5, 1.5)))
+        if self.noise:
+            x = x + rng.normal(0.0, rng.uniform(0.0, self.noise) / 255.0, x.shape).astype(np.float32)
+        out = np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return out * inside

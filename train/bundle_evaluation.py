@@ -13,8 +13,11 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from fundusrt.runtime.pipeline import Pipeline
 
+from .anatomy import anatomy
 from .datasets import load_specs
 from .metrics import classification_metrics, fovea_distance, segmentation_metrics
 
@@ -28,36 +31,58 @@ def evaluate_bundle(
     with Pipeline.load(bundle, backend=backend, device=device, precision=precision, threads=threads) as pipeline:
         results = list(pipeline.stream([str(s.image) for s in samples], batch_size=batch_size))
         engines = pipeline.description
+    return score_results(samples, results) | {"bundle": str(bundle), "precision": precision, "engines": engines}
+
+
+def score_results(samples, results) -> dict:
+    """REFUGE metrics of screening results against the samples' ground truth, plus what a device maker
+    asks of the landmarks: the fovea's error as a share of the image width (a fovea not found counts
+    as a whole width) and the disc centre's error in disc diameters."""
     masks, truths, labels, scores, fovea_pred, fovea_true = [], [], [], [], [], []
+    ensemble_scores, vcdr_scores, fovea_relative, disc_dd = [], [], [], []
     failed, no_fovea, flagged = [], 0, 0
     for sample, result in zip(samples, results):
         if not result.ok:
             failed.append(result.error)
             continue
         flagged += bool(result.flags)
+        width = result.image_size[0]
+        anat = anatomy(sample)
         if sample.has_mask:
             masks.append(result.refuge_mask())
             truths.append(sample.load_mask())
+        if anat.disc_center is not None and anat.disc_diameter:
+            distance = float(np.hypot(*np.subtract(result.disc_center, anat.disc_center)))
+            disc_dd.append(distance / anat.disc_diameter)
         if sample.label is not None:
             labels.append(sample.label)
             scores.append(result.glaucoma_probability)
+            ensemble_scores.append(result.ensemble_probability)
+            vcdr_scores.append(result.vcdr if result.vcdr is not None else 0.0)
         if sample.fovea is not None:
             if result.fovea is None:
                 no_fovea += 1
+                fovea_relative.append(1.0)
             else:
                 fovea_pred.append(result.fovea)
                 fovea_true.append(sample.fovea)
-    report = {
-        "bundle": str(bundle), "precision": precision, "engines": engines, "images": len(samples),
-        "failed": len(failed), "flagged": flagged, "errors": failed,
-    }  # fmt: skip
+                fovea_relative.append(float(np.hypot(*np.subtract(result.fovea, sample.fovea))) / width)
+    report = {"images": len(samples), "failed": len(failed), "flagged": flagged, "errors": failed}
     if masks:
         report.update(segmentation_metrics(masks, truths))
     if labels and len(set(labels)) == 2:
         report.update(classification_metrics(labels, scores))
+        report["auc_ensemble"] = classification_metrics(labels, ensemble_scores)["auc"]
+        report["auc_vcdr"] = classification_metrics(labels, vcdr_scores)["auc"]
     if fovea_true:
         report["fovea_distance_px"] = fovea_distance(fovea_pred, fovea_true)
+    if fovea_relative:
         report["fovea_not_found"] = no_fovea
+        report["fovea_median_of_width"] = float(np.median(fovea_relative))
+        report["fovea_within_5pct"] = float(np.mean(np.asarray(fovea_relative) <= 0.05))
+    if disc_dd:
+        report["disc_max_dd"] = float(np.max(disc_dd))
+        report["disc_within_1dd"] = float(np.mean(np.asarray(disc_dd) <= 1.0))
     return report
 
 
@@ -66,8 +91,13 @@ METRICS = (
     ("oc_dice", "OC Dice", "{:.3f}"),
     ("vcdr_mae", "vCDR MAE", "{:.4f}"),
     ("auc", "AUC", "{:.3f}"),
+    ("auc_ensemble", "AUC, ensemble alone", "{:.3f}"),
+    ("auc_vcdr", "AUC, vCDR alone", "{:.3f}"),
     ("sensitivity_at_85_specificity", "sensitivity at 85 % specificity", "{:.3f}"),
     ("fovea_distance_px", "fovea distance (px)", "{:.1f}"),
+    ("fovea_median_of_width", "fovea error, median (of width)", "{:.2%}"),
+    ("fovea_within_5pct", "fovea within 5 % of width", "{:.1%}"),
+    ("disc_within_1dd", "disc centre within 1 disc diameter", "{:.1%}"),
 )
 
 

@@ -8,7 +8,6 @@ training command runs, so ``fundusrt --help`` stays fast.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import platform
 import sys
@@ -46,15 +45,27 @@ def _add_arguments(p: argparse.ArgumentParser, task: str) -> None:
     recipe.add_argument("--lr", type=float, default=1e-3, help="RAdam learning rate (1e-3)")
     recipe.add_argument("--lr-step", type=int, default=30, help="decay the learning rate every N epochs (30)")
     recipe.add_argument("--lr-decay", type=float, default=0.1)
+    recipe.add_argument(
+        "--schedule", choices=["step", "cosine"], default="step",
+        help="step: x--lr-decay every --lr-step epochs (the seed's); cosine: anneal over the run",
+    )  # fmt: skip
     recipe.add_argument("--weights", choices=["imagenet"], help="start encoders from ImageNet (needs the internet)")
     if task == "classify":
         recipe.add_argument("--member", action="append", help="train only this member (repeatable)")
+        recipe.add_argument("--balance", action="store_true", help="draw glaucoma and normal equally often")
     if task == "segment":
         recipe.add_argument("--bce", type=float, default=0.0, help="add this weight x BCE to the soft Dice loss (0)")
     if task == "locate":
         recipe.add_argument("--unet-base", type=int, default=32, help="channels of the UNet's first level (32)")
     run_group = p.add_argument_group("run")
     run_group.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    run_group.add_argument(
+        "--precision", choices=["auto", "fp32", "bf16"], default="auto",
+        help="forward-pass precision; auto: bf16 on a CPU with native BF16 (AMX, AVX-512 BF16), else fp32",
+    )  # fmt: skip
+    run_group.add_argument(
+        "--minutes", type=float, help="time budget of the whole run: fewer epochs if needed, schedule kept"
+    )
     run_group.add_argument("--workers", type=int, help="data-loading processes (0 on CPU, 8 on CUDA)")
     run_group.add_argument("--seed", type=int, default=0)
     run_group.add_argument("--resume", action="store_true", help="continue from each member's last.pt")
@@ -74,6 +85,8 @@ def run(args) -> int:
         if unknown:
             sys.exit(f"fundusrt train: unknown member {unknown[0]!r}; members: {', '.join(known)}")
         members = tuple(known[n] for n in args.member)
+    from .loop import resolve_precision
+
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     config = {
         "task": task.name,
@@ -88,10 +101,14 @@ def run(args) -> int:
         "lr": args.lr,
         "lr_step": args.lr_step,
         "lr_decay": args.lr_decay,
+        "schedule": args.schedule,
+        "balance": getattr(args, "balance", False),
         "weights": args.weights,
         "bce": getattr(args, "bce", 0.0),
         "unet_base": getattr(args, "unet_base", 32),
         "device": device,
+        "precision": resolve_precision(args.precision, device),
+        "minutes": args.minutes,
         "workers": args.workers if args.workers is not None else (8 if device.startswith("cuda") else 0),
         "seed": args.seed,
         "resume": args.resume,
@@ -126,19 +143,24 @@ def _vetted(samples):
 
 
 def _split(samples, args):
-    from .datasets import load_specs
+    """(train, validation): ``--val``, else the data's own validation/test splits, else a hash hold-out."""
+    from .datasets import hash_holdout, load_specs
 
     if args.val:
         return samples, _vetted(load_specs(args.val))
     held = [s for s in samples if s.split in ("validation", "test")]
-    if held:
-        return [s for s in samples if s.split not in ("validation", "test")], held
-
-    # No split in the data: hold out a fraction, chosen by a hash of the file name (stable across runs).
-    def bucket(s):
-        return int(hashlib.sha1(f"{s.dataset}/{s.name}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-
-    return [s for s in samples if bucket(s) >= args.val_fraction], [s for s in samples if bucket(s) < args.val_fraction]
+    train = [s for s in samples if s.split not in ("validation", "test")]
+    if held and train:
+        return train, held
+    kept, holdout = hash_holdout(samples, args.val_fraction)
+    what = "only validation/test splits" if held else "no split"
+    if holdout:
+        print(f"the data has {what}: {len(holdout)} of {len(samples)} samples held out for validation "
+              f"by a hash of the file name (--val-fraction {args.val_fraction})")  # fmt: skip
+    else:
+        print(f"the data has {what}: training on all {len(samples)} samples without validation "
+              "(--val-fraction 0); the last epoch is kept")  # fmt: skip
+    return kept, holdout
 
 
 def _train(task, members, train, val, config, out: Path) -> dict:
@@ -151,8 +173,14 @@ def _train(task, members, train, val, config, out: Path) -> dict:
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     print(f"{task.name}: {len(train)} training and {len(val)} validation samples -> {out}")
     began = time.perf_counter()
-    results = {m.name: fit_member(task, m, train, val, config, out) for m in members}
+    finish = time.monotonic() + 60 * config["minutes"] if config["minutes"] else None
+    results = {}
+    for i, member in enumerate(members):  # each member gets an equal share of the time left
+        deadline = None if finish is None else time.monotonic() + (finish - time.monotonic()) / (len(members) - i)
+        results[member.name] = fit_member(task, member, train, val, config, out, deadline=deadline)
     summary = {"members": results, "seconds": round(time.perf_counter() - began, 1)}
+    if task.name == "classify":
+        _fit_vcdr_risk(train, out, summary)
     if task.name == "classify" and len(members) > 1 and val:
         from .evaluate import evaluate_run
 
@@ -162,6 +190,22 @@ def _train(task, members, train, val, config, out: Path) -> dict:
         print("ensemble: " + ", ".join(f"{k} {v:.4f}" for k, v in summary["ensemble"].items()))
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary.get("ensemble") or next(iter(results.values()), {})
+
+
+def _fit_vcdr_risk(train, out: Path, summary: dict) -> None:
+    """The vCDR's logistic model of glaucoma beside the ensemble (``vcdr_risk.json``), where the
+    training photographs have annotations and labels; export puts it in the bundle."""
+    from .vcdr_risk import fit_vcdr_risk
+
+    fitted = fit_vcdr_risk(train)
+    if fitted is None:
+        print("vCDR model: not fitted (needs annotated photographs of both classes)")
+        return
+    risk, used = fitted
+    (out / "vcdr_risk.json").write_text(json.dumps({**risk.to_dict(), "photographs": used}, indent=2) + "\n")
+    summary["vcdr_risk"] = risk.to_dict()
+    print(f"vCDR model on {used} annotated photographs: P(glaucoma) = sigmoid({risk.intercept:.2f} "
+          f"+ {risk.slope:.2f} x vCDR), 0.5 at vCDR {-risk.intercept / risk.slope:.3f}")  # fmt: skip
 
 
 def _print_lodo(rows) -> None:

@@ -1,59 +1,32 @@
 """PyTorch datasets for the three tasks, built on the runtime's own geometry.
 
 Every view is made the way the runtime makes it: decode -> field of view -> square crop of
-the FOV (``full``) or a disc crop of ``crop_factor`` disc diameters (``crop``) -> resize ->
-normalise. The crop's ``Affine`` travels with each example so predictions can be mapped
-back to original pixels for the REFUGE metrics.
+the FOV (``full``) or a disc crop of ``crop_factor`` disc diameters (``crop``) -> resize, black
+outside the FOV circle -> normalise. The crop's ``Affine`` travels with each example so
+predictions can be mapped back to original pixels for the REFUGE metrics. Decoded images and
+their FOV circles are kept in memory (up to a budget), since every epoch and every ensemble
+member reads the same photographs.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from fundusrt.runtime.field_of_view import detect_field_of_view
-from fundusrt.runtime.geometry import Affine, square_transform, warp
-from fundusrt.runtime.masks import decode_refuge, vertical_diameter
+from fundusrt.runtime.field_of_view import FieldOfView, detect_field_of_view
+from fundusrt.runtime.geometry import Affine, disc_crop_transform, square_transform, warp
 from fundusrt.runtime.normalize import Normalization
 
+from .anatomy import Anatomy, anatomy
 from .augment import Augment
 from .datasets import Sample
 from .targets import bi_distance_map, disc_cup_planes
 
 CROP_FACTOR = 2.0  # the seed: "about twice the diameter of the optic disc"
-FOVEA_DISTANCE_DD = 2.5  # disc-fovea distance in disc diameters, for crops without a mask
-
-
-@dataclass(frozen=True)
-class Anatomy:
-    """Disc centre and vertical diameter in original pixels, from the best source the sample has."""
-
-    disc_center: tuple[float, float] | None
-    disc_diameter: float | None
-
-
-def anatomy(sample: Sample, mask: np.ndarray | None = None) -> Anatomy:
-    if mask is None and sample.has_mask:
-        mask = sample.load_mask()
-    if mask is not None:
-        disc, _ = decode_refuge(mask)
-        if disc.any():
-            ys, xs = np.nonzero(disc)
-            centre = sample.disc_center or (float(xs.mean()), float(ys.mean()))
-            return Anatomy(centre, vertical_diameter(disc))
-    if sample.disc_center is not None and sample.fovea is not None:
-        distance = float(np.hypot(*np.subtract(sample.disc_center, sample.fovea)))
-        return Anatomy(sample.disc_center, distance / FOVEA_DISTANCE_DD)
-    return Anatomy(sample.disc_center, None)
-
-
-def full_view_transform(image: np.ndarray, size: int) -> Affine:
-    """Original pixels -> the ``size``² square around the field of view."""
-    return detect_field_of_view(image).view_transform(size)
 
 
 def disc_view_transform(image: np.ndarray, anat: Anatomy, size: int, factor: float = CROP_FACTOR) -> Affine:
@@ -62,7 +35,41 @@ def disc_view_transform(image: np.ndarray, anat: Anatomy, size: int, factor: flo
     if anat.disc_center is None or not anat.disc_diameter:
         h, w = image.shape[:2]
         return square_transform(((w - 1) / 2, (h - 1) / 2), max(h, w), size)
-    return square_transform(anat.disc_center, factor * anat.disc_diameter, size)
+    return disc_crop_transform(anat.disc_center, anat.disc_diameter, size, factor=factor)
+
+
+class _Decoded:
+    """Decoded images and their FOV circles, kept while they fit in ``budget`` bytes (shared by every
+    dataset of a process: the five ensemble members and the validation set read the same files)."""
+
+    def __init__(self, budget: int):
+        self.budget, self.used, self.items = budget, 0, {}
+
+    def image(self, sample: Sample) -> tuple[np.ndarray, FieldOfView]:
+        def load():
+            image = sample.load_image()
+            return image, detect_field_of_view(image)
+
+        return self._get(("image", sample.image, sample.crop), load, lambda item: item[0])
+
+    def mask(self, sample: Sample) -> np.ndarray | None:
+        return self._get(("mask", sample.image, sample.crop), sample.load_mask, lambda item: item)
+
+    def _get(self, key, load, array_of):
+        if key in self.items:
+            return self.items[key]
+        item = load()
+        array = array_of(item)
+        size = 0 if array is None else array.nbytes
+        if self.used + size <= self.budget:
+            if array is not None:
+                array.flags.writeable = False  # shared: nobody may draw on it
+            self.items[key] = item
+            self.used += size
+        return item
+
+
+DECODED = _Decoded(int(float(os.environ.get("FUNDUSRT_CACHE_GIB", "4")) * 2**30))
 
 
 class _TaskDataset(Dataset):
@@ -88,16 +95,28 @@ class _TaskDataset(Dataset):
 
     def anatomy_of(self, index: int) -> Anatomy:
         if index not in self._anatomies:  # a mask read per sample and process, not per epoch
-            self._anatomies[index] = anatomy(self.samples[index])
+            self._anatomies[index] = anatomy(self.samples[index], self._mask(index))
         return self._anatomies[index]
+
+    def _mask(self, index: int) -> np.ndarray | None:
+        return DECODED.mask(self.samples[index])
 
     def _rng(self, index: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, self.epoch, index])
 
-    def _view(self, image: np.ndarray, affine: Affine, rng) -> tuple[np.ndarray, Affine]:
+    def _decoded(self, index: int) -> tuple[np.ndarray, FieldOfView]:
+        return DECODED.image(self.samples[index])
+
+    def _full_transform(self, fov: FieldOfView, rng) -> tuple[FieldOfView, Affine]:
+        """The full view's circle and map; in training, sometimes another camera's narrower, shifted field."""
+        if self.augment is not None:
+            fov = self.augment.field(rng, fov)
+        return fov, fov.view_transform(self.size)
+
+    def _view(self, image: np.ndarray, fov: FieldOfView, affine: Affine, rng) -> tuple[np.ndarray, Affine]:
         if self.augment is not None:
             affine = affine.then(self.augment.geometry(rng, self.size))
-        crop = warp(image, affine, self.size)
+        crop = fov.cut(image, affine, self.size)
         if self.augment is not None:
             crop = self.augment.colour(rng, crop)
         return crop, affine
@@ -124,9 +143,12 @@ class ClassificationDataset(_TaskDataset):
 
     def __getitem__(self, index: int) -> dict:
         sample, rng = self.samples[index], self._rng(index)
-        image = sample.load_image()
-        base = full_view_transform(image, self.size) if self.view == "full" else self._disc_transform(image, index, rng)
-        crop, _ = self._view(image, base, rng)
+        image, fov = self._decoded(index)
+        if self.view == "full":
+            fov, base = self._full_transform(fov, rng)
+        else:
+            base = self._disc_transform(image, index, rng)
+        crop, _ = self._view(image, fov, base, rng)
         return {"image": self._tensor(crop), "label": torch.tensor(sample.label), "index": index}
 
 
@@ -137,10 +159,13 @@ class SegmentationDataset(_TaskDataset):
         super().__init__([s for s in samples if s.has_mask], **kwargs)
 
     def __getitem__(self, index: int) -> dict:
-        sample, rng = self.samples[index], self._rng(index)
-        image = sample.load_image()
-        crop, affine = self._view(image, self._disc_transform(image, index, rng), rng)
-        planes = disc_cup_planes(sample.load_mask())  # (2, H, W): warp both planes in one go
+        rng = self._rng(index)
+        image, fov = self._decoded(index)
+        crop, affine = self._view(image, fov, self._disc_transform(image, index, rng), rng)
+        if self.augment is not None:  # sometimes the photograph's edge runs close by the disc
+            anat = self.anatomy_of(index)
+            crop = self.augment.frame_edge(rng, crop, affine(anat.disc_center), anat.disc_diameter * affine.scale)
+        planes = disc_cup_planes(self._mask(index))  # (2, H, W): warp both planes in one go
         target = warp(np.ascontiguousarray(planes.transpose(1, 2, 0)), affine, self.size) > 0.5
         return {
             "image": self._tensor(crop),
@@ -159,12 +184,14 @@ class LocatorDataset(_TaskDataset):
 
     def __getitem__(self, index: int) -> dict:
         sample, rng = self.samples[index], self._rng(index)
-        image = sample.load_image()
-        crop, affine = self._view(image, full_view_transform(image, self.size), rng)
+        image, fov = self._decoded(index)
+        fov, base = self._full_transform(fov, rng)
+        crop, affine = self._view(image, fov, base, rng)
         disc, fovea = affine([self.anatomy_of(index).disc_center, sample.fovea])
         target = bi_distance_map((self.size, self.size), disc, fovea, gamma=self.gamma)
         return {
             "image": self._tensor(crop),
+            "view": torch.from_numpy(crop),  # RGB uint8: the disc/fovea choice reads the photograph
             "target": torch.from_numpy(target[None]),
             "affine": torch.from_numpy(affine.matrix),
             "index": index,

@@ -23,10 +23,11 @@ import numpy as np
 
 from fundusrt.runtime.masks import encode_refuge, vertical_cdr, vertical_diameter
 
+from .anatomy import FOVEA_DISTANCE_DD
+
 # The label: P(glaucoma | cup/disc ratio c) = sigmoid((c - CDR_MIDPOINT) / CDR_SPREAD).
 CDR_MIDPOINT = 0.55
 CDR_SPREAD = 0.045
-FOVEA_DISTANCE_DD = 2.5  # disc-fovea distance, in disc diameters
 
 
 @dataclass(frozen=True)

@@ -21,16 +21,51 @@ def test_fewer_than_two_peaks_is_an_answer_not_a_crash():
     assert log_peaks(flat, sigma=3, min_distance=6) == []
     one = bi_distance_map((64, 64), (20, 20), (20, 20))
     assert len(log_peaks(one, sigma=3, min_distance=6)) == 1
-    assert disc_and_fovea(log_peaks(one, sigma=3, min_distance=6), np.zeros((64, 64, 3)), radius=3) is None
+    # One peak is a disc without a fovea (a disc-centred photograph); none is no answer.
+    (peak,) = log_peaks(one, sigma=3, min_distance=6)
+    assert disc_and_fovea([peak], np.zeros((64, 64, 3)), radius=3) == (peak, None)
+    assert disc_and_fovea([], np.zeros((64, 64, 3)), radius=3) is None
     assert log_peaks(np.full((8, 8), np.nan), sigma=1, min_distance=2) == []
 
 
-def test_the_disc_is_the_brighter_peak_in_green():
-    image = np.zeros((64, 64, 3), np.uint8)
-    image[5:15, 45:55, 1] = 200  # bright around (50, 10)
-    a, b = Peak(10, 40, 1.0), Peak(50, 10, 0.9)
-    disc, fovea = disc_and_fovea([a, b], image, radius=4)
+def _retina(size=128, level=120):
+    image = np.zeros((size, size, 3), np.uint8)
+    image[..., 1] = level
+    return image
+
+
+def test_the_disc_is_the_peak_brighter_than_its_surround():
+    image = _retina()
+    image[15:26, 95:106, 1] = 220  # a bright disc around (100, 20)
+    image[75:86, 25:36, 1] = 60  # a dark fovea around (30, 80)
+    a, b = Peak(30, 80, 1.0), Peak(100, 20, 0.9)
+    disc, fovea = disc_and_fovea([a, b], image, radius=5)
     assert disc is b and fovea is a
+
+
+def test_glare_brighter_than_the_disc_does_not_decide():
+    # A corner washed out by glare is brighter than the disc in absolute terms, but flat: the disc
+    # stands out from its own surround, the fovea is darker than its surround.
+    image = _retina()
+    image[:64, :64, 1] = 250  # glare over the fovea's quadrant
+    image[40:51, 20:31, 1] = 200  # the fovea, darker than the glare around it, at (25, 45)
+    image[95:106, 95:106, 1] = 210  # the disc at (100, 100), dimmer than the glare
+    a, b = Peak(25, 45, 1.0), Peak(100, 100, 0.9)
+    disc, fovea = disc_and_fovea([a, b], image, radius=5)
+    assert disc is b and fovea is a
+
+
+def test_a_second_peak_that_cannot_be_the_fovea_is_dropped():
+    image = _retina()
+    image[55:66, 55:66, 1] = 220  # the disc at (60, 60)
+    image[55:66, 95:106, 1] = 180  # another bright spot at (100, 60): not a fovea
+    disc, fovea = disc_and_fovea([Peak(60, 60, 1.0), Peak(100, 60, 0.5)], image, radius=5)
+    assert (disc.x, disc.y) == (60, 60) and fovea is None
+    image = _retina()
+    image[55:66, 55:66, 1] = 220
+    image[57:64, 67:74, 1] = 60  # dark, but right beside the disc
+    disc, fovea = disc_and_fovea([Peak(60, 60, 1.0), Peak(70, 60, 0.5)], image, radius=5, separation=(20, 100))
+    assert fovea is None
 
 
 def test_landmarks_come_back_in_original_pixels():

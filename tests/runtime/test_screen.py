@@ -106,6 +106,30 @@ def test_screen_writes_records_masks_overlays_and_the_refuge_layout(tiny_runs, i
     header = open(out / "refuge" / "classification_results.csv").readline().strip()
     assert header == "FileName,Glaucoma Risk"
     assert open(out / "refuge" / "fovea_location_results.csv").readline().strip() == "ImageName,Fovea_X,Fovea_Y"
+    _read_as_the_official_refuge_evaluation_does(out / "refuge", [f"{Path(n).stem}.jpg" for n in got])
+
+
+def _read_as_the_official_refuge_evaluation_does(folder, images):
+    """REFUGE's evaluation (ignaciorlando/refuge-evaluation, util/file_management.py) skips the header,
+    parses each fovea row's coordinates with ``np.asarray(row[1:], dtype=np.int)`` and each risk with
+    ``float``, then looks every image up by name: restated here with ``int`` (``np.int`` is gone)."""
+    with open(folder / "fovea_location_results.csv") as f:
+        reader = csv.reader(f)
+        next(reader)
+        fovea = {row[0]: np.asarray(row[1:], dtype=int) for row in reader}
+    with open(folder / "classification_results.csv") as f:
+        reader = csv.reader(f)
+        next(reader)
+        risk = {row[0]: float(row[1]) for row in reader}
+    for image in images:
+        assert fovea[image].shape == (2,) and 0.0 <= risk[image] <= 1.0
+
+
+def test_refuge_fovea_is_whole_pixels_and_never_missing():
+    from fundusrt.runtime.outputs import refuge_fovea
+
+    assert refuge_fovea({"fovea": [329.03, 268.5], "image_size": [512, 512]}) == (329, 268)
+    assert refuge_fovea({"fovea": None, "image_size": [1634, 1634]}) == (816, 816)
 
 
 def test_every_bad_input_gets_its_own_record(tiny_runs, inputs, tmp_path, capsys):

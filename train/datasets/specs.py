@@ -12,6 +12,7 @@ from .origa import load_origa
 from .refuge import load_phantoms, load_refuge
 from .rimone import load_rimone
 from .sample import Sample
+from .table import load_table
 
 LOADERS: dict[str, Callable[[Path], list[Sample]]] = {
     "refuge": load_refuge,
@@ -20,6 +21,7 @@ LOADERS: dict[str, Callable[[Path], list[Sample]]] = {
     "rimone": load_rimone,
     "acrima": load_acrima,
     "phantom": load_phantoms,
+    "csv": load_table,  # a user's own photographs, listed in a table
 }
 
 
