@@ -72,14 +72,17 @@ def detect_field_of_view(image: np.ndarray) -> FieldOfView:
 
 
 def _plain_surround(small: np.ndarray) -> np.ndarray | None:
-    """The surround's colour where the four corner patches agree on one that is not black, else None."""
+    """The surround's colour where at least three of the four corner patches are plain and agree on
+    one that is not black (a caption or a logo may take the fourth), else None."""
     h, w = small.shape[:2]
     ch, cw = max(2, int(_CORNER * h)), max(2, int(_CORNER * w))
     corners = [small[:ch, :cw], small[:ch, -cw:], small[-ch:, :cw], small[-ch:, -cw:]]
-    medians = np.array([np.median(c.reshape(-1, 3), axis=0) for c in corners])
-    surround = np.median(medians, axis=0)
-    plain = np.abs(medians - surround).max() < 12 and max(float(c.std()) for c in corners) < 12
-    return surround if plain and surround.max() >= 12 else None
+    plain = np.array([np.median(c.reshape(-1, 3), axis=0) for c in corners if float(c.std()) < 12])
+    if len(plain) < 3:
+        return None
+    surround = np.median(plain, axis=0)
+    agree = int((np.abs(plain - surround).max(axis=1) < 12).sum())
+    return surround if agree >= 3 and surround.max() >= 12 else None
 
 
 def _fit(difference: np.ndarray, k: int, w: int, h: int, *, min_area: float) -> FieldOfView | None:

@@ -98,3 +98,16 @@ def test_views_are_black_outside_the_circle():
     yy, xx = np.mgrid[:256, :256]
     far_out = np.hypot(xx - 127.5, yy - 127.5) > 132
     assert view[far_out].max() == 0 and view[128, 128].max() > 0
+
+
+@pytest.mark.parametrize("index", range(3))
+def test_the_circle_does_not_depend_on_resolution(index):
+    # The same photograph at 560 px and 8 x that: the same circle within a pixel of the smaller scale.
+    import cv2
+
+    image = render_phantom(6, index, width=560).image
+    small = detect_field_of_view(image)
+    h, w = image.shape[:2]
+    big = detect_field_of_view(cv2.resize(image, (8 * w, 8 * h), interpolation=cv2.INTER_CUBIC))
+    centre = (np.asarray(big.center) + 0.5) / 8 - 0.5  # pixel centres to pixel centres
+    assert np.hypot(*(centre - small.center)) < 1.0 and abs(big.radius / 8 - small.radius) < 1.0

@@ -8,6 +8,7 @@ joined by commas.
 from .sample import GLAUCOMA, NORMAL, DatasetLayoutError, Sample, vet_samples
 from .specs import LOADERS, load_spec, load_specs, parse_specs
 from .splits import Fold, hash_holdout, leave_one_dataset_out
+from .table import write_table
 
 __all__ = [
     "GLAUCOMA",
@@ -22,4 +23,5 @@ __all__ = [
     "load_specs",
     "parse_specs",
     "vet_samples",
+    "write_table",
 ]

@@ -130,3 +130,25 @@ def _point(row: dict, name: str) -> tuple[float, float] | None:
     if not all(math.isfinite(v) and v >= 0 for v in point):
         raise RowError(f"{name} ({x}, {y}) must be finite and not negative")
     return point
+
+
+def write_table(samples, path: Path) -> Path:
+    """Write samples as a ``csv:`` table (absolute paths), so that a split can be trained on and scored
+    by name. Samples that a table cannot express (a cropped image, soft maps with their own threshold)
+    are refused by name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(COLUMNS)
+        for s in samples:
+            if s.crop is not None or (s.mask_coding == "pair" and s.mask_threshold != BINARY_THRESHOLD):
+                raise ValueError(f"{s.image}: a table cannot express its crop or mask threshold")
+            mask = s.mask_files[0].resolve() if s.mask_coding in CODINGS else ""
+            pair = [m.resolve() for m in s.mask_files] if s.mask_coding == "pair" else ["", ""]
+            writer.writerow([
+                s.image.resolve(), mask, s.mask_coding if mask else "", *pair,
+                "" if s.label is None else s.label,
+                *(s.fovea or ("", "")), *(s.disc_center or ("", "")), s.split,
+            ])  # fmt: skip
+    return path

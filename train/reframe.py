@@ -1,0 +1,127 @@
+"""A photograph as another camera or another sitting would have framed it, with its truth moved along.
+
+Each function takes an RGB image and its ``Truth`` (REFUGE-coded mask, fovea, disc centre, all in
+its pixels) and returns the new photograph and its truth: the same eye at another resolution,
+centred on the disc with the fovea beyond the frame, with the disc near the frame's edge, with
+lens glare brighter than the disc, or on a grey 4:3 frame. ``benchmarks/real_refuge.py`` screens
+held-out photographs reframed these ways to show what holds beyond the dataset's own framing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from fundusrt.runtime.field_of_view import detect_field_of_view
+from fundusrt.runtime.geometry import Affine, square_transform
+from fundusrt.runtime.masks import BACKGROUND, decode_refuge, vertical_diameter
+
+
+@dataclass(frozen=True)
+class Truth:
+    mask: np.ndarray  # REFUGE-coded, at the image's size
+    fovea: tuple[float, float] | None
+    disc_center: tuple[float, float]
+
+    @property
+    def disc_diameter(self) -> float:
+        return vertical_diameter(decode_refuge(self.mask)[0])
+
+    def moved(self, affine: Affine, size: tuple[int, int]) -> Truth:
+        """This truth through ``affine`` onto a (width, height) frame; a fovea that leaves it is None."""
+        w, h = size
+        mask = cv2.warpAffine(self.mask, affine.matrix, (w, h), flags=cv2.INTER_NEAREST, borderValue=BACKGROUND)
+        fovea = None
+        if self.fovea is not None:
+            x, y = affine(self.fovea)
+            fovea = (float(x), float(y)) if 0 <= x <= w - 1 and 0 <= y <= h - 1 else None
+        x, y = affine(self.disc_center)
+        return Truth(mask, fovea, (float(x), float(y)))
+
+
+def truth_of(sample) -> Truth:
+    mask = sample.load_mask()
+    ys, xs = np.nonzero(mask < BACKGROUND)
+    return Truth(mask, sample.fovea, sample.disc_center or (float(xs.mean()), float(ys.mean())))
+
+
+def _warp(image: np.ndarray, truth: Truth, affine: Affine, size: tuple[int, int], interpolation=cv2.INTER_LINEAR):
+    out = cv2.warpAffine(image, affine.matrix, size, flags=interpolation, borderValue=0)
+    return out, truth.moved(affine, size)
+
+
+def upscaled(image: np.ndarray, truth: Truth, width: int = 4096) -> tuple[np.ndarray, Truth]:
+    """The same photograph at ``width`` pixels (bicubic), as a high-resolution camera would give it."""
+    h, w = image.shape[:2]
+    s = width / w
+    affine = Affine([[s, 0, 0.5 * s - 0.5], [0, s, 0.5 * s - 0.5]])  # pixel centres to pixel centres
+    return _warp(image, truth, affine, (width, round(h * s)), cv2.INTER_CUBIC)
+
+
+def disc_centred(image: np.ndarray, truth: Truth, *, field: float = 0.62) -> tuple[np.ndarray, Truth]:
+    """A disc-centred photograph of a narrower field: the disc in the middle, the circle ``field`` times
+    the original's radius, so the fovea (about 0.8 radii from the disc) lies beyond its edge."""
+    fov = detect_field_of_view(image)
+    side = 2.0 * field * fov.radius
+    h, w = image.shape[:2]
+    affine = square_transform(truth.disc_center, side, w)
+    out, moved = _warp(image, truth, affine, (w, w))
+    yy, xx = np.mgrid[:w, :w]
+    out[np.hypot(xx - (w - 1) / 2, yy - (w - 1) / 2) > w / 2] = 0
+    fovea = moved.fovea
+    if fovea is not None and np.hypot(*np.subtract(fovea, (w - 1) / 2)) > w / 2:
+        fovea = None  # inside the square but beyond the circle
+    return out, Truth(moved.mask, fovea, moved.disc_center)
+
+
+def disc_at_edge(image: np.ndarray, truth: Truth, *, margin_dd: float = 0.75) -> tuple[np.ndarray, Truth]:
+    """The frame cut ``margin_dd`` disc diameters beyond the disc centre, on the disc's side: the disc
+    whole but near the edge, its 2-diameter crop running outside the frame."""
+    h, w = image.shape[:2]
+    cx = truth.disc_center[0]
+    cut = margin_dd * truth.disc_diameter
+    if cx < w / 2:  # the disc on the left: cut the left off
+        x0 = max(int(round(cx - cut)), 0)
+        affine = Affine([[1, 0, -x0], [0, 1, 0]])
+        return _warp(image, truth, affine, (w - x0, h), cv2.INTER_NEAREST)
+    x1 = min(int(round(cx + cut)) + 1, w)
+    return _warp(image, truth, Affine.identity(), (x1, h), cv2.INTER_NEAREST)
+
+
+def with_glare(image: np.ndarray, truth: Truth) -> tuple[np.ndarray, Truth]:
+    """Lens glare: a white haze, brighter than the disc, in the part of the field farthest from the disc."""
+    fov = detect_field_of_view(image)
+    direction = np.subtract(fov.center, truth.disc_center)
+    direction = direction / (np.linalg.norm(direction) + 1e-9)
+    centre = np.asarray(fov.center) + 0.75 * fov.radius * direction
+    h, w = image.shape[:2]
+    yy, xx = np.mgrid[:h, :w]
+    haze = np.exp(-((xx - centre[0]) ** 2 + (yy - centre[1]) ** 2) / (2 * (0.18 * fov.radius) ** 2))
+    inside = image.max(axis=2) > 0
+    out = image.astype(np.float32) + (255.0 * 0.9 * haze * inside)[..., None]
+    return np.clip(out, 0, 255).astype(np.uint8), truth
+
+
+def on_grey_frame(image: np.ndarray, truth: Truth) -> tuple[np.ndarray, Truth]:
+    """A 4:3 frame on a grey surround, the circle clipped top and bottom, a caption in a corner."""
+    h, w = image.shape[:2]
+    fov = detect_field_of_view(image)
+    width, height = round(w * 4 / 3), round(h * 0.9)
+    affine = Affine([[1, 0, (width - w) / 2], [0, 1, -(h - height) / 2]])
+    out, moved = _warp(image, truth, affine, (width, height), cv2.INTER_NEAREST)
+    yy, xx = np.mgrid[:height, :width]
+    cx, cy = affine(fov.center)
+    out[np.hypot(xx - cx, yy - cy) > fov.radius] = (105, 105, 105)
+    cv2.putText(out, "OS 2026-11-28", (8, height - 12), cv2.FONT_HERSHEY_SIMPLEX, h / 700, (255, 255, 255), 2)
+    return out, moved
+
+
+REFRAMINGS = {
+    "4096 px": upscaled,
+    "disc-centred, fovea beyond the edge": disc_centred,
+    "disc at the frame's edge": disc_at_edge,
+    "glare brighter than the disc": with_glare,
+    "grey 4:3 frame, clipped, captioned": on_grey_frame,
+}
