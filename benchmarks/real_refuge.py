@@ -52,7 +52,7 @@ TARGETS = (  # metric, comparison, target
 # about the photograph's own resolution at 512 px; the fovea to a pixel or two at 256; the five
 # ResNet50s at 128. Cosine schedules anneal over the run, since the last epoch is the one kept.
 STAGES = {
-    "locate": (0.17, ["--size", "256", "--epochs", "40", "--batch-size", "8", "--unet-base", "16", "--lr", "2e-3"]),
+    "locate": (0.17, ["--size", "256", "--epochs", "30", "--batch-size", "8", "--unet-base", "16"]),
     "segment": (0.42, ["--size", "192", "--epochs", "40", "--batch-size", "8", "--bce", "1"]),
     "classify": (0.31, ["--size", "128", "--epochs", "15", "--batch-size", "16", "--balance"]),
 }

@@ -313,6 +313,8 @@ class Pipeline:
         if r.disc is not None and not _inside(r.disc.center, w, h):
             r.disc, r.cup = None, None  # a disc whose centre lies outside the photograph is not this one
             r.flags.append(flags.DISC_OUTSIDE_IMAGE)
+        if r.cup is not None and not _inside(r.cup.center, w, h):
+            r.cup = None
         if r.disc is None:
             r.flags.append(flags.DISC_NOT_SEGMENTED)
             centre = crop.affine.inverse()([(s.segmenter_size - 1) / 2.0] * 2)  # where the disc was looked for

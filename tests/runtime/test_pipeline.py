@@ -103,3 +103,71 @@ def test_arrays_of_the_wrong_kind_are_refused_by_name(pipeline):
     (r,) = pipeline([np.zeros((100, 100), np.float32)])
     assert not r.ok and "<array 0>" in r.error and "uint8" in r.error
     assert isinstance(r, Result) and r.to_dict()["ok"] is False
+
+
+def _coordinates(record):
+    points = [record[k] for k in ("disc_center", "fovea") if record[k] is not None]
+    points += [record[k]["center"] for k in ("disc", "cup") if record[k] is not None]
+    return points
+
+
+def test_every_coordinate_lies_inside_the_image(pipeline):
+    # Phantoms cut so that the disc sits on the frame's edge, half of it outside, and a disc-centred
+    # framing whose fovea lies beyond the frame: whatever the models say, nothing is reported outside.
+    images = []
+    for i in range(4):
+        p = render_phantom(7, i, width=800)
+        x = int(p.truth.disc_center[0])
+        images.append(p.image[:, x:] if x < 400 else p.image[:, : x + 1])
+        cx, cy = (int(v) for v in p.truth.disc_center)
+        r = int(1.2 * p.truth.disc_diameter)
+        images.append(p.image[max(cy - r, 0) : cy + r, max(cx - r, 0) : cx + r])
+    for result, image in zip(pipeline(images, batch_size=4), images):
+        h, w = image.shape[:2]
+        assert result.ok, result.error
+        for x, y in _coordinates(result.to_dict()):
+            assert 0 <= x <= w - 1 and 0 <= y <= h - 1, (result.flags, x, y, w, h)
+
+
+def test_the_second_crop_follows_the_measured_disc():
+    from fundusrt.runtime.ellipse import Ellipse
+    from fundusrt.runtime.pipeline import _needs_recrop
+
+    guess = (np.array([100.0, 100.0]), 50.0)
+    assert not _needs_recrop(guess, None)
+    assert not _needs_recrop(guess, Ellipse((102.0, 101.0), (48.0, 52.0), 0.0))
+    assert _needs_recrop(guess, Ellipse((100.0, 100.0), (70.0, 70.0), 0.0))  # larger than guessed
+    assert _needs_recrop(guess, Ellipse((100.0, 100.0), (35.0, 35.0), 0.0))  # smaller
+    assert _needs_recrop(guess, Ellipse((112.0, 100.0), (50.0, 50.0), 0.0))  # elsewhere
+
+
+def test_landmarks_beyond_the_frame_are_clamped_or_dropped_and_flagged(pipeline):
+    from types import SimpleNamespace
+
+    from fundusrt.runtime import result as flags
+    from fundusrt.runtime.ellipse import Ellipse
+    from fundusrt.runtime.geometry import square_transform
+    from fundusrt.runtime.pipeline import _Crop
+
+    def finish(disc_center, fovea, cup_center=None, looked_at=(1100, 450)):
+        r = Result(path="x.jpg", image_size=(1126, 900))
+        r.fovea = fovea
+        crop = _Crop(square_transform(looked_at, 300, 192), None)
+        crop.disc = Ellipse(disc_center, (120.0, 130.0), 0.0)
+        crop.cup = Ellipse(cup_center or disc_center, (50.0, 60.0), 0.0)
+        pipeline._finish(SimpleNamespace(result=r), crop, 0.3, [0.3])
+        return r
+
+    # a disc centre just beyond the right edge (x = 1130.3 on a 1126-px-wide image): not this photograph's;
+    # the record's disc centre is where the disc was looked for, moved onto the edge
+    r = finish((1130.3, 450.0), (600.0, 460.0), looked_at=(1131, 450))
+    assert r.disc is None and flags.DISC_OUTSIDE_IMAGE in r.flags and flags.DISC_NOT_SEGMENTED in r.flags
+    assert 0 <= r.disc_center[0] <= 1125 and flags.LANDMARK_CLAMPED in r.flags
+    # a fovea a little beyond the edge is clamped; far beyond, dropped
+    r = finish((1000.0, 450.0), (1130.0, 460.0))
+    assert r.fovea == (1125.0, 460.0) and flags.LANDMARK_CLAMPED in r.flags and r.vcdr is not None
+    r = finish((1000.0, 450.0), (1400.0, 460.0))
+    assert r.fovea is None and flags.FOVEA_OUTSIDE_IMAGE in r.flags
+    # a cup whose centre falls outside is no cup
+    r = finish((1100.0, 450.0), None, cup_center=(1127.0, 450.0))
+    assert r.cup is None and r.disc is not None
