@@ -26,6 +26,7 @@ import platform
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -52,9 +53,9 @@ TARGETS = (  # metric, comparison, target
 # about the photograph's own resolution at 512 px; the fovea to a pixel or two at 256; the five
 # ResNet50s at 128. Cosine schedules anneal over the run, since the last epoch is the one kept.
 STAGES = {
-    "locate": (0.17, ["--size", "256", "--epochs", "30", "--batch-size", "8", "--unet-base", "16"]),
-    "segment": (0.42, ["--size", "192", "--epochs", "40", "--batch-size", "8", "--bce", "1"]),
-    "classify": (0.31, ["--size", "128", "--epochs", "15", "--batch-size", "16", "--balance"]),
+    "locate": (0.20, ["--size", "256", "--epochs", "30", "--batch-size", "8", "--unet-base", "16"]),
+    "segment": (0.45, ["--size", "192", "--epochs", "40", "--batch-size", "8", "--bce", "1"]),
+    "classify": (0.30, ["--size", "128", "--epochs", "15", "--batch-size", "16", "--balance"]),
 }
 COMMON = ["--schedule", "cosine", "--val-fraction", "0"]
 
@@ -72,7 +73,10 @@ def main() -> int:
     for line in problems:
         print(f"skipping {line}", file=sys.stderr)
     train, test = hash_holdout(samples, HELD_OUT)
-    tables = {name: write_table(part, args.out / f"{name}.csv") for name, part in (("train", train), ("test", test))}
+    tables = {
+        name: write_table([replace(s, split=name) for s in part], args.out / f"{name}.csv")
+        for name, part in (("train", train), ("test", test))
+    }
     glaucoma = {name: sum(s.label == 1 for s in part) for name, part in (("train", train), ("test", test))}
     print(f"{len(train)} training photographs ({glaucoma['train']} glaucoma), {len(test)} held out "
           f"({glaucoma['test']} glaucoma) by a hash of the file name -> {args.out}")  # fmt: skip
@@ -185,9 +189,12 @@ def _distance(a, b) -> float:
 def _moved(result, reference, factor: float) -> float:
     """The largest change of any answer of ``result`` (at ``factor`` times the resolution) from
     ``reference``, in the reference's pixels: disc centre, fovea, disc and cup vertical diameters."""
-    changes = [_distance(np.divide(result.disc_center, factor), reference.disc_center)]
+    def back(point):  # pixel centres at integers: x' = f (x + 0.5) - 0.5
+        return (np.asarray(point) + 0.5) / factor - 0.5
+
+    changes = [_distance(back(result.disc_center), reference.disc_center)]
     if result.fovea is not None and reference.fovea is not None:
-        changes.append(_distance(np.divide(result.fovea, factor), reference.fovea))
+        changes.append(_distance(back(result.fovea), reference.fovea))
     for mine, theirs in ((result.disc, reference.disc), (result.cup, reference.cup)):
         if mine is not None and theirs is not None:
             changes.append(abs(mine.vertical_diameter / factor - theirs.vertical_diameter))

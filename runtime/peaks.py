@@ -8,9 +8,11 @@ sub-pixel by a parabola through the neighbours.
 The map does not say which bump is which. The photograph does: the optic disc is brighter than
 the retina around it, the fovea darker. Brightness is measured against each peak's own
 surround (a ring around it, black outside the field left out), so glare in a corner or a bright
-illumination gradient, which outshine the disc in absolute terms, do not decide. A second peak
-is taken as the fovea only where it could be one: no brighter than its surround by more than a
-small margin, and at a plausible distance from the disc. Otherwise (a disc-centred photograph
+illumination gradient, which outshine the disc in absolute terms, do not decide; and at three
+scales, the largest answer counting, since a disc seen large (a narrow field) has a dark cup and
+vessels at its centre. A second peak
+is taken as the fovea only where it could be one: darker than its surround, marked about as firmly
+as the disc, and at a plausible distance from it. Otherwise (a disc-centred photograph
 whose fovea lies near or beyond the edge) there is a disc and no fovea.
 """
 
@@ -74,7 +76,14 @@ def _refine(r: np.ndarray, x: int, y: int) -> tuple[float, float]:
 
 
 RING = 2.5  # the surround of a peak: the ring out to this many times its radius
-FOVEA_MAX_CONTRAST = 0.02  # a fovea is not brighter than its surround by more than this (of full scale)
+DISC_SCALES = (1, 2, 3)  # radii (in LoG sigmas) at which a peak's brightness is read: discs differ in size
+# A second peak is the fovea only if the photograph agrees: darker than its surround, and marked about as
+# firmly as the disc (both bumps are 1 in the training target). A fovea beyond the edge of a disc-centred
+# photograph leaves at most a weak, truncated bump on retina that is not darker: measured with a locator
+# trained on real photographs, such peaks scored 0.20-0.71 of the disc's and ranged -0.03..+0.04 in
+# contrast, visible foveae 0.85-1.0 and -0.13..-0.04.
+FOVEA_MAX_CONTRAST = 0.0
+FOVEA_MIN_SCORE = 0.5
 
 
 def disc_and_fovea(
@@ -85,14 +94,19 @@ def disc_and_fovea(
     if not peaks:
         return None
     green = np.asarray(image)[..., 1].astype(np.float32) / 255.0
-    ranked = sorted(peaks[:2], key=lambda p: local_contrast(green, p, radius), reverse=True)
+
+    def brightness(p: Peak) -> float:  # at the scale that suits it: a large disc's centre is its dark cup
+        return max(local_contrast(green, p, k * radius) for k in DISC_SCALES)
+
+    ranked = sorted(peaks[:2], key=brightness, reverse=True)
     disc = ranked[0]
     if len(ranked) < 2:
         return disc, None
     fovea = ranked[1]
     distance = float(np.hypot(fovea.x - disc.x, fovea.y - disc.y))
-    dark_enough = local_contrast(green, fovea, radius) <= FOVEA_MAX_CONTRAST
-    return disc, fovea if dark_enough and separation[0] <= distance <= separation[1] else None
+    firm = fovea.score >= FOVEA_MIN_SCORE * disc.score
+    dark = local_contrast(green, fovea, radius) <= FOVEA_MAX_CONTRAST
+    return disc, fovea if firm and dark and separation[0] <= distance <= separation[1] else None
 
 
 def local_contrast(channel: np.ndarray, p: Peak, radius: float) -> float:

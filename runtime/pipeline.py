@@ -40,6 +40,7 @@ DISC_DIAMETER_OF_FOV = 0.15  # first guess of the disc's size: about 1.8 mm of a
 DISC_DIAMETER_RANGE = (0.07, 0.30)  # plausible disc sizes, as fractions of the FOV diameter
 RECROP_SIZE = 0.15  # segment again when the disc's measured size differs by more than this (log ratio) ...
 RECROP_SHIFT = 0.15  # ... or its centre lies further than this many disc diameters from the crop's
+RECROPS = 2  # at most this many crops after the first
 LANDMARK_MARGIN = 0.02  # a fovea this close outside the frame (of its width) is clamped, further is dropped
 
 
@@ -89,11 +90,11 @@ class Settings:
 @dataclass
 class _Crop:
     """One disc crop on its way through the segmenter: its map from original pixels, the model input,
-    then the planes and ellipses."""
+    then the ellipses segmented on it."""
 
+    guess: tuple[np.ndarray, float]  # the disc centre and diameter it was cut for
     affine: Affine
     input: np.ndarray
-    planes: np.ndarray | None = None
     disc: Ellipse | None = None
     cup: Ellipse | None = None
 
@@ -235,22 +236,24 @@ class Pipeline:
         t2 = time.perf_counter()
         crops, found = self._segment(live, guesses)
         # The disc's size and place now come from the photograph itself: where they differ from the
-        # guess, segment again on the crop they call for, so the crop is always 2 disc diameters.
-        again = [i for i, (guess, disc) in enumerate(zip(guesses, found)) if _needs_recrop(guess, disc)]
-        if again:
-            retry_crops, retry_found = self._segment(
-                [live[i] for i in again],
-                [(np.asarray(found[i].center), _plausible(found[i].vertical_diameter, live[i].fov)) for i in again],
-            )
+        # crop's, segment again on the crop they call for (twice at most: a guess far off converges
+        # in two steps), so the final crop is 2 measured disc diameters around the measured centre.
+        for _ in range(RECROPS):
+            again = [i for i, (crop, disc) in enumerate(zip(crops, found)) if _needs_recrop(crop.guess, disc)]
+            if not again:
+                break
+            measured = [(np.asarray(found[i].center), found[i].vertical_diameter) for i in again]
+            measured = [(c, _plausible(d, live[i].fov)) for i, (c, d) in zip(again, measured)]
+            retry_crops, retry_found = self._segment([live[i] for i in again], measured)
             for i, crop, disc in zip(again, retry_crops, retry_found):
                 if disc is not None:
                     crops[i], found[i] = crop, disc
         t3 = time.perf_counter()
+        size = s.classifier_size  # the classifier sees the final disc crop at its own size
         classifier_crops = [
-            s.classifier_norm(self._cut(p, crop.affine if s.classifier_size == s.segmenter_size else
-                                        _resized(crop.affine, s.segmenter_size, s.classifier_size), s.classifier_size))
+            s.classifier_norm(self._cut(p, _resized(crop.affine, s.segmenter_size, size), size))
             for p, crop in zip(live, crops)
-        ]  # fmt: skip
+        ]
         classified = self.engines["classifier"].run(
             {"full": np.stack([p.classifier_full for p in live]), "crop": np.stack(classifier_crops)}
         )
@@ -277,10 +280,9 @@ class Pipeline:
         crops = []
         for p, (centre, diameter) in zip(live, discs):
             affine = disc_crop_transform(centre, diameter, s.segmenter_size, factor=s.crop_factor)
-            crops.append(_Crop(affine, s.segmenter_norm(self._cut(p, affine, s.segmenter_size))))
+            crops.append(_Crop((centre, diameter), affine, s.segmenter_norm(self._cut(p, affine, s.segmenter_size))))
         planes = self.engines["segmenter"].run({"image": np.stack([c.input for c in crops])})["disc_cup"]
         for crop, plane in zip(crops, planes):
-            crop.planes = plane
             crop.disc, crop.cup = disc_cup_ellipses(plane, crop.affine, s.mask_threshold)
         return crops, [c.disc for c in crops]
 
@@ -390,6 +392,8 @@ def _plausible(diameter: float, fov: FieldOfView) -> float:
 
 def _resized(affine: Affine, size: int, new_size: int) -> Affine:
     """The same square seen at ``new_size``² instead of ``size``²."""
+    if new_size == size:
+        return affine
     return affine.then(square_transform(((size - 1) / 2.0, (size - 1) / 2.0), size, new_size))
 
 

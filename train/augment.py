@@ -6,8 +6,10 @@ exactly. Disc crops jitter centre and size over the range the runtime's own esti
 produce. The photometric changes stand for what differs between cameras, populations and
 sessions: exposure, gamma, colour balance and saturation, uneven illumination, focus, noise.
 A full view sometimes becomes another camera's field: a narrower circle (a smaller field
-angle shows the retina larger) placed off centre (a disc-centred photograph, the fovea near
-or beyond the edge).
+angle shows the retina larger) placed off centre (towards a disc-centred photograph, the fovea
+near or beyond the edge); lens glare sometimes outshines the disc. Narrowing up to 1.8 and
+centring half of those fields on the disc was tried and left out: it cost the fovea's precision
+on REFUGE's framing, 1.39 -> 1.48 % of the width at epoch 24 of 30 on an inner hold-out.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Augment:
     field_change: float = 0.4  # probability that a full view becomes another camera's field
     field_narrowing: float = 1.4  # ... up to this much narrower
     edge: float = 0.15  # probability that a disc crop meets the photograph's edge, 0.6-1.1 disc diameters out
+    glare: float = 0.25  # probability of lens glare on a full view: a white haze brighter than the disc
 
     def geometry(self, rng: np.random.Generator, size: int) -> Affine:
         return about_center(
@@ -52,17 +55,36 @@ class Augment:
         dx, dy = rng.normal(0.0, self.crop_shift * diameter, 2)
         return (center[0] + dx, center[1] + dy), diameter * float(np.exp(rng.normal(0.0, self.crop_scale)))
 
-    def field(self, rng: np.random.Generator, fov: FieldOfView) -> FieldOfView:
-        """Sometimes a narrower circle inside this one, shifted up to a little beyond its edge."""
+    def field(self, rng: np.random.Generator, fov: FieldOfView, keep=None) -> FieldOfView:
+        """Sometimes a narrower circle inside this one, shifted up to a little beyond its edge; ``keep``
+        (a point, e.g. the disc centre) stays inside it by a tenth of its radius."""
         if not fov.circular or rng.random() >= self.field_change:
             return fov
         narrowing = rng.uniform(1.0, self.field_narrowing)
         radius = fov.radius / narrowing
         reach = (fov.radius - radius) + 0.15 * radius
-        angle = rng.uniform(0.0, 2.0 * np.pi)
-        shift = rng.uniform(0.0, reach)
-        center = (fov.center[0] + shift * np.cos(angle), fov.center[1] + shift * np.sin(angle))
-        return FieldOfView(center, radius, True, True)
+        for _ in range(8):
+            angle = rng.uniform(0.0, 2.0 * np.pi)
+            shift = rng.uniform(0.0, reach)
+            center = (fov.center[0] + shift * np.cos(angle), fov.center[1] + shift * np.sin(angle))
+            if keep is None or np.hypot(keep[0] - center[0], keep[1] - center[1]) <= 0.9 * radius:
+                return FieldOfView(center, radius, True, True)
+        return fov
+
+    def lens_glare(self, rng: np.random.Generator, view: np.ndarray) -> np.ndarray:
+        """Sometimes a white haze in the outer field of a full view, up to brighter than the disc, as lens
+        glare and reflections give it: the disc is not simply the brightest thing in a photograph."""
+        if rng.random() >= self.glare:
+            return view
+        h, w = view.shape[:2]
+        angle, distance = rng.uniform(0.0, 2.0 * np.pi), rng.uniform(0.4, 1.0) * w / 2
+        cx, cy = (w - 1) / 2 + distance * np.cos(angle), (h - 1) / 2 + distance * np.sin(angle)
+        sigma = rng.uniform(0.05, 0.2) * w
+        yy, xx = np.mgrid[:h, :w].astype(np.float32)
+        haze = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / np.float32(2 * sigma * sigma))
+        tint = np.array([1.0, rng.uniform(0.9, 1.0), rng.uniform(0.75, 1.0)], np.float32)
+        out = view.astype(np.float32) + rng.uniform(80.0, 240.0) * haze[..., None] * tint
+        return np.clip(out, 0, 255).astype(np.uint8) * (view.max(axis=2, keepdims=True) > 0)
 
     def frame_edge(self, rng: np.random.Generator, crop: np.ndarray, center, diameter: float) -> np.ndarray:
         """Sometimes black beyond a straight edge near the disc (``center``, ``diameter`` in crop pixels),

@@ -153,7 +153,7 @@ def _split(samples, args):
     if held and train:
         return train, held
     kept, holdout = hash_holdout(samples, args.val_fraction)
-    what = "only validation/test splits" if held else "no split"
+    what = "only validation/test splits" if held else "no validation split"
     if holdout:
         print(f"the data has {what}: {len(holdout)} of {len(samples)} samples held out for validation "
               f"by a hash of the file name (--val-fraction {args.val_fraction})")  # fmt: skip

@@ -107,11 +107,16 @@ class _TaskDataset(Dataset):
     def _decoded(self, index: int) -> tuple[np.ndarray, FieldOfView]:
         return DECODED.image(self.samples[index])
 
-    def _full_transform(self, fov: FieldOfView, rng) -> tuple[FieldOfView, Affine]:
-        """The full view's circle and map; in training, sometimes another camera's narrower, shifted field."""
+    def _full_view(self, index: int, rng) -> tuple[np.ndarray, Affine, FieldOfView]:
+        """The full view, its map and its circle; in training sometimes another camera's narrower, shifted
+        field (the disc kept inside it) and lens glare."""
+        image, fov = self._decoded(index)
         if self.augment is not None:
-            fov = self.augment.field(rng, fov)
-        return fov, fov.view_transform(self.size)
+            fov = self.augment.field(rng, fov, keep=self.anatomy_of(index).disc_center)
+        view, affine = self._view(image, fov, fov.view_transform(self.size), rng)
+        if self.augment is not None:
+            view = self.augment.lens_glare(rng, view)
+        return view, affine, fov
 
     def _view(self, image: np.ndarray, fov: FieldOfView, affine: Affine, rng) -> tuple[np.ndarray, Affine]:
         if self.augment is not None:
@@ -143,12 +148,11 @@ class ClassificationDataset(_TaskDataset):
 
     def __getitem__(self, index: int) -> dict:
         sample, rng = self.samples[index], self._rng(index)
-        image, fov = self._decoded(index)
         if self.view == "full":
-            fov, base = self._full_transform(fov, rng)
+            crop, _, _ = self._full_view(index, rng)
         else:
-            base = self._disc_transform(image, index, rng)
-        crop, _ = self._view(image, fov, base, rng)
+            image, fov = self._decoded(index)
+            crop, _ = self._view(image, fov, self._disc_transform(image, index, rng), rng)
         return {"image": self._tensor(crop), "label": torch.tensor(sample.label), "index": index}
 
 
@@ -184,10 +188,13 @@ class LocatorDataset(_TaskDataset):
 
     def __getitem__(self, index: int) -> dict:
         sample, rng = self.samples[index], self._rng(index)
-        image, fov = self._decoded(index)
-        fov, base = self._full_transform(fov, rng)
-        crop, affine = self._view(image, fov, base, rng)
-        disc, fovea = affine([self.anatomy_of(index).disc_center, sample.fovea])
+        crop, affine, fov = self._full_view(index, rng)
+        disc = affine(self.anatomy_of(index).disc_center)
+        # the fovea's bump only where the view shows it (inside the circle and the frame)
+        h, w = self._decoded(index)[0].shape[:2]
+        fx, fy = sample.fovea
+        shown = np.hypot(fx - fov.center[0], fy - fov.center[1]) <= fov.radius and 0 <= fx < w and 0 <= fy < h
+        fovea = affine(sample.fovea) if shown else None
         target = bi_distance_map((self.size, self.size), disc, fovea, gamma=self.gamma)
         return {
             "image": self._tensor(crop),

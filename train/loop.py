@@ -11,6 +11,7 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm import tqdm
@@ -168,7 +169,8 @@ def fit_member(
         if improved:
             best, best_metrics = metrics.get("score", -loss), metrics or {"loss": loss}
         if deadline is not None and epoch < total:
-            fits = epoch + int((deadline - time.monotonic()) // (sum(spent) / len(spent)))
+            # The latest epochs say best what the next ones cost (the first also fills the image cache).
+            fits = epoch + int((deadline - time.monotonic()) // float(np.median(spent[-3:])))
             if fits < total:
                 total = max(fits, epoch)
                 print(f"{member.name}: the time budget fits {total} of {config['epochs']} epochs; "

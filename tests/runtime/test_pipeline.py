@@ -152,7 +152,7 @@ def test_landmarks_beyond_the_frame_are_clamped_or_dropped_and_flagged(pipeline)
     def finish(disc_center, fovea, cup_center=None, looked_at=(1100, 450)):
         r = Result(path="x.jpg", image_size=(1126, 900))
         r.fovea = fovea
-        crop = _Crop(square_transform(looked_at, 300, 192), None)
+        crop = _Crop((np.asarray(looked_at, float), 150.0), square_transform(looked_at, 300, 192), None)
         crop.disc = Ellipse(disc_center, (120.0, 130.0), 0.0)
         crop.cup = Ellipse(cup_center or disc_center, (50.0, 60.0), 0.0)
         pipeline._finish(SimpleNamespace(result=r), crop, 0.3, [0.3])
