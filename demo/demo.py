@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 RECIPE = {
     "train_phantoms": 160, "test_phantoms": 24, "width": 1024,
     "locate": ["--size", "96", "--epochs", "10", "--batch-size", "8", "--unet-base", "16", "--limit", "128"],
-    "segment": ["--size", "192", "--epochs", "8", "--batch-size", "4", "--bce", "1", "--limit", "64"],
+    "segment": ["--size", "192", "--epochs", "16", "--batch-size", "4", "--bce", "1", "--limit", "64"],
     "classify": ["--size", "64", "--epochs", "3", "--batch-size", "8", "--limit", "128"],
     "calibration": "16", "bench_batches": "1,8", "bench_seconds": "1",
 }  # fmt: skip
