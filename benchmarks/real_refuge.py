@@ -9,7 +9,8 @@ same one ``fundusrt train`` holds out from data that has no training split; the 
 written as ``DIR/train.csv`` and ``DIR/test.csv`` and every step below is a plain ``fundusrt``
 command on them, printed as it runs. The held-out photographs are used for nothing but the final
 score: training keeps each run's last epoch (no model selection on them), and the settings were
-chosen on a second hold-out inside the training 80 %.
+chosen on a second hold-out inside the training 80 % (all but the locator's epochs, raised after a
+run had missed the fovea target on the held-out photographs; README, *Real photographs*).
 
 ``--minutes`` (90) bounds the whole run: each training stage gets its share and, where its epochs
 would not fit on this machine, trains fewer of them with the same annealed schedule (it says so).
