@@ -10,10 +10,9 @@ the retina around it, the fovea darker. Brightness is measured against each peak
 surround (a ring around it, black outside the field left out), so glare in a corner or a bright
 illumination gradient, which outshine the disc in absolute terms, do not decide; and at three
 scales, the largest answer counting, since a disc seen large (a narrow field) has a dark cup and
-vessels at its centre. A second peak
-is taken as the fovea only where it could be one: darker than its surround, marked about as firmly
-as the disc, and at a plausible distance from it. Otherwise (a disc-centred photograph
-whose fovea lies near or beyond the edge) there is a disc and no fovea.
+vessels at its centre. A second peak is taken as the fovea only where it could be one: darker than
+its surround, marked about as firmly as the disc, and at a plausible distance from it. Otherwise (a
+disc-centred photograph whose fovea lies near or beyond the edge) there is a disc and no fovea.
 """
 
 from __future__ import annotations

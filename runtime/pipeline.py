@@ -242,8 +242,9 @@ class Pipeline:
             again = [i for i, (crop, disc) in enumerate(zip(crops, found)) if _needs_recrop(crop.guess, disc)]
             if not again:
                 break
-            measured = [(np.asarray(found[i].center), found[i].vertical_diameter) for i in again]
-            measured = [(c, _plausible(d, live[i].fov)) for i, (c, d) in zip(again, measured)]
+            measured = [
+                (np.asarray(found[i].center), _plausible(found[i].vertical_diameter, live[i].fov)) for i in again
+            ]
             retry_crops, retry_found = self._segment([live[i] for i in again], measured)
             for i, crop, disc in zip(again, retry_crops, retry_found):
                 if disc is not None:

@@ -76,3 +76,37 @@ def test_anatomy_sources(phantoms, tmp_path):
     bare = Sample(image=tmp_path / "x.jpg", dataset="x", split="all", disc_center=(100.0, 50.0), fovea=(100.0, 300.0))
     assert anatomy(bare) == Anatomy((100.0, 50.0), 100.0)  # 250 px apart / 2.5 disc diameters
     assert anatomy(Sample(image=tmp_path / "x.jpg", dataset="x", split="all")) == Anatomy(None, None)
+
+
+def test_other_cameras_fields_keep_the_disc_and_glare_stays_inside_the_field():
+    from fundusrt.runtime.field_of_view import FieldOfView
+
+    augment = Augment(field_change=1.0, field_narrowing=3.0, glare=1.0)
+    fov, disc = FieldOfView((500.0, 400.0), 380.0, True, True), (760.0, 420.0)
+    changed = 0
+    for seed in range(200):
+        field = augment.field(np.random.default_rng(seed), fov, keep=disc)
+        assert np.hypot(disc[0] - field.center[0], disc[1] - field.center[1]) <= 0.9 * field.radius + 1e-9
+        changed += field != fov
+    assert changed > 100  # narrower fields are drawn, not just the original kept
+    view = np.zeros((64, 64, 3), np.uint8)
+    view[16:48, 16:48] = 90
+    glared = augment.lens_glare(np.random.default_rng(3), view)
+    assert (glared[view.max(axis=2) == 0] == 0).all() and glared.max() > 90
+
+
+def test_the_locator_target_drops_a_fovea_its_view_does_not_show(phantoms):
+    augment = Augment(field_change=1.0, field_narrowing=3.0, rotation=0, flip=0)
+    ds = LocatorDataset(phantoms, size=128, normalization=RAW, gamma=7.0, augment=augment)
+    dropped = 0
+    for epoch in range(4):
+        ds.epoch = epoch
+        for i in range(len(ds)):
+            item = ds[i]
+            target, view, affine = item["target"][0].numpy(), item["view"].numpy(), item["affine"].numpy()
+            fx, fy = np.round(affine[:, :2] @ np.array(ds.samples[i].fovea) + affine[:, 2]).astype(int)
+            inside = 0 <= fx < 128 and 0 <= fy < 128
+            if inside and target[fy, fx] < 0.9:  # no bump at the fovea: the view must not show it
+                dropped += 1
+                assert view[fy, fx].max() == 0
+    assert dropped > 0

@@ -32,3 +32,11 @@ def test_disc_cup_planes_and_vcdr():
     assert planes.shape == (2, 8, 8) and planes.dtype == np.float32
     assert planes[0].sum() == 24 and planes[1].sum() == 4  # the disc includes the cup
     assert mask_vcdr(mask) == pytest.approx(2 / 6)
+
+
+def test_bi_distance_map_without_a_fovea_is_the_disc_alone():
+    b = bi_distance_map((20, 30), disc_center=(5.0, 7.0), fovea=None)
+    yy, xx = np.mgrid[:20, :30]
+    d = np.hypot(xx - 5.0, yy - 7.0)
+    assert np.allclose(b, (1 - d / d.max()) ** GAMMA, atol=1e-6)
+    assert np.unravel_index(b.argmax(), b.shape) == (7, 5) and (b == 1).sum() == 1
