@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: test test-slow bench demo clean
+.PHONY: test test-slow synth-speed demo clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,9 @@ test: $(BIN)/.installed
 test-slow: $(BIN)/.installed
 	$(BIN)/python -m pytest -m slow
 
-bench: $(BIN)/.installed
+# Phantom generation speed (benchmarks/synth_speed.py). `fundusrt bench` times a bundle; the other
+# scripts under benchmarks/ measure the README's figures and say how to run them.
+synth-speed: $(BIN)/.installed
 	$(BIN)/python benchmarks/synth_speed.py
 
 # The whole mission on phantoms (about a quarter of an hour on 2 cores); a re-run reuses finished steps.

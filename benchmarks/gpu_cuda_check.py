@@ -17,6 +17,7 @@ import numpy as np
 
 from fundusrt.runtime.engines import cuda
 from fundusrt.runtime.engines.base import EngineError
+from fundusrt.train.tables import markdown_table
 
 
 def timed_copy(copy, stream: cuda.Stream, repeats: int) -> float:
@@ -80,9 +81,7 @@ def main() -> int:
     rows += [("released (views dropped)", released), ("oversized cudaMalloc", f"`{error_line}`")]
     failures += [name for name, ok in (("release", released), ("error naming", errors_named)) if not ok]
 
-    print("| check | result |\n|---|---|")
-    for name, value in rows:
-        print(f"| {name} | {value} |")
+    print(markdown_table(["check", "result"], rows))
     if failures:
         print(f"\nFAILED: {', '.join(failures)}")
     return 1 if failures else 0

@@ -3,8 +3,9 @@ on held-out phantoms: the closest measure available here of what FP16 TensorRT e
 
     python benchmarks/gpu_fp16_check.py --classifier RUN --segmenter RUN --locator RUN --data phantom:DIR
 
-Reports mask agreement (segmenter), peak distance in pixels at model size (locator) and
-probability drift (classifier ensemble). Needs a CUDA GPU; ``--device cpu`` compares against
+Reports each task's parity against the FP16 tolerances of ``fundusrt export --check``: mask
+agreement (segmenter), peak distance in pixels at model size (locator), probability drift
+(classifier ensemble), and the task metrics of both. Needs a CUDA GPU; ``--device cpu`` compares against
 bfloat16 for a dry run.
 """
 
@@ -19,11 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fundusrt.export.check import _peak_distance
+from fundusrt.export.check import TOLERANCES
 from fundusrt.export.graphs import reference_graphs
 from fundusrt.export.inputs import graph_batches
 from fundusrt.train.datasets import load_specs
 from fundusrt.train.runs import load_run
+from fundusrt.train.tasks import BY_GRAPH
 
 
 def main() -> None:
@@ -41,31 +43,24 @@ def main() -> None:
         sys.exit(2)
     low = torch.float16 if device.type == "cuda" else torch.bfloat16
     samples = load_specs(args.data)
-    references = reference_graphs(classifier=args.classifier, segmenter=args.segmenter, locator=args.locator)
-    sizes = {name: load_run(getattr(args, name))[1][0].preprocess["size"] for name in references}
+    runs = {"classifier": args.classifier, "segmenter": args.segmenter, "locator": args.locator}
     rows = []
-    for name, module in references.items():
-        size = sizes[name]
+    for name, module in reference_graphs(runs).items():
+        task = BY_GRAPH[name]
+        size = load_run(runs[name])[1][0].preprocess["size"]
         module = module.eval().to(device)
         half = copy.deepcopy(module).to(low)
-        ref, got, views = [], [], []
+        ref, got, meta, dataset = [], [], [], None
         with torch.no_grad():
-            for batch in graph_batches(name, samples, size):
-                inputs = [torch.from_numpy(batch["inputs"][k]).to(device) for k in batch["inputs"]]
-                a = module(*inputs)
-                b = half(*[x.to(low) for x in inputs])
-                a, b = (a if isinstance(a, tuple) else (a,)), (b if isinstance(b, tuple) else (b,))
-                ref.append(a[0].float().cpu().numpy())
-                got.append(b[0].float().cpu().numpy())
-                views.extend(next(iter(batch["inputs"].values())))
-        ref, got = np.concatenate(ref), np.concatenate(got)
-        row = {"graph": name, "images": len(ref), "max_abs_diff": float(np.abs(ref - got).max())}
-        if name == "segmenter":
-            row["mask_agreement"] = float(np.mean((ref > 0.5) == (got > 0.5)))
-        if name == "locator":
-            row["peak_max_px"] = max(_peak_distance(a[0], b[0], np.ascontiguousarray(v.transpose(1, 2, 0)))
-                                     for a, b, v in zip(ref, got, views))  # fmt: skip
-        rows.append(row)
+            for batch in graph_batches(task, samples, size):
+                inputs = [torch.from_numpy(batch["inputs"][k]).to(device) for k in task.graph_inputs]
+                a, b = module(*inputs), half(*[x.to(low) for x in inputs])
+                ref.append([t.float().cpu().numpy() for t in (a if isinstance(a, tuple) else (a,))])
+                got.append([t.float().cpu().numpy() for t in (b if isinstance(b, tuple) else (b,))])
+                meta += batch["rows"]
+                dataset = batch["dataset"]
+        merged = [[np.concatenate([o[i] for o in outs]) for i in range(len(outs[0]))] for outs in (ref, got)]
+        rows.append({"graph": name, "images": len(meta), **task.parity(*merged, dataset, meta, TOLERANCES["fp16"])})
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"PyTorch FP32 against {str(low).split('.')[-1]} on {device_name}, torch {torch.__version__}")
     for row in rows:

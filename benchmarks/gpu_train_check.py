@@ -19,6 +19,7 @@ import torch
 
 from fundusrt.train import losses
 from fundusrt.train.models import create_model
+from fundusrt.train.tables import markdown_table
 
 MODELS = {  # name -> (builder, kwargs, loss on (output, batch))
     "ResNet50 (crop_3gap)": ("resnet50_3gap", {}, lambda y, b: losses.classification_loss(y, b["label"])),
@@ -85,11 +86,9 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.empty_cache()
     print(f"training step, {s}x{s}, batch {n}, {name_of_device}, torch {torch.__version__}")
-    print("| model | FP32 ms/step | FP32 img/s | FP16 autocast ms/step | FP16 img/s | speed-up |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['model']} | {r['fp32_ms_per_step']} | {r['fp32_img_per_s']} | {r['fp16_autocast_ms_per_step']} | "
-              f"{r['fp16_autocast_img_per_s']} | {r['speedup']}x |")  # fmt: skip
+    keys = ["model", "fp32_ms_per_step", "fp32_img_per_s", "fp16_autocast_ms_per_step", "fp16_autocast_img_per_s"]
+    headers = ["model", "FP32 ms/step", "FP32 img/s", "FP16 autocast ms/step", "FP16 img/s", "speed-up"]
+    print(markdown_table(headers, ([*(r[k] for k in keys), f"{r['speedup']}x"] for r in rows)))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 

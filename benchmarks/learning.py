@@ -3,7 +3,7 @@ best checkpoints on held-out phantoms (a series never seen in training or model 
 
     python benchmarks/learning.py [--out runs/learning] [--tasks locate,segment,classify]
 
-Targets (issue 3): OD Dice >= 0.85, OC Dice >= 0.70, fovea error <= 5 % of image width,
+Targets: OD Dice >= 0.85, OC Dice >= 0.70, fovea error <= 5 % of image width,
 ensemble AUC >= 0.85. Prints one table and writes ``OUT/learning.json``. About 80 minutes on 2 cores
 with the defaults; a finished stage is reused (its run folder's summary.json) unless --fresh.
 """
@@ -18,7 +18,8 @@ from pathlib import Path
 
 from fundusrt.runtime.cli import main as fundusrt
 from fundusrt.train.datasets import load_specs
-from fundusrt.train.evaluate import evaluate_run
+from fundusrt.train.run_evaluation import evaluate_run
+from fundusrt.train.tables import markdown_table
 
 TARGETS = {  # (task, metric, comparison, threshold)
     "od_dice": ("segment", ">=", 0.85),
@@ -75,8 +76,7 @@ def main() -> int:
         report["tasks"][task] = {"command": "fundusrt " + " ".join(command), "train_seconds": round(seconds), **scores}
 
     print(f"\nheld-out phantoms: {len(test)} (seed 200); training phantoms: {args.n_train} (seed 100)")
-    print("| task | metric | held-out value | target | met | training time |")
-    print("|---|---|---|---|---|---|")
+    table = []
     for metric, (task, op, threshold) in TARGETS.items():
         if task not in report["tasks"]:
             continue
@@ -84,8 +84,9 @@ def main() -> int:
         value = (result.get("ensemble") or next(iter(result["members"].values())))[metric]
         met = value >= threshold if op == ">=" else value <= threshold
         report.setdefault("targets", {})[metric] = {"value": value, "target": f"{op} {threshold}", "met": met}
-        print(f"| {task} | {metric} | {value:.4f} | {op} {threshold} | {'yes' if met else 'NO'} | "
-              f"{result['train_seconds'] / 60:.1f} min |")  # fmt: skip
+        table.append([task, metric, f"{value:.4f}", f"{op} {threshold}", "yes" if met else "NO",
+                      f"{result['train_seconds'] / 60:.1f} min"])  # fmt: skip
+    print(markdown_table(["task", "metric", "held-out value", "target", "met", "training time"], table))
     for task, result in report["tasks"].items():
         for name, metrics in result["members"].items():
             print(f"  {task}/{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "score"))

@@ -38,6 +38,7 @@ from fundusrt.train.bundle_evaluation import evaluate_bundle, markdown
 from fundusrt.train.datasets import hash_holdout, load_specs, vet_samples, write_table
 from fundusrt.train.metrics import disc_dice
 from fundusrt.train.reframe import REFRAMINGS, truth_of, upscaled
+from fundusrt.train.tables import markdown_table
 
 HELD_OUT = 0.2
 TARGETS = (  # metric, comparison, target
@@ -123,14 +124,12 @@ def main() -> int:
 
     print(f"\nheld-out photographs: {len(test)} ({glaucoma['test']} glaucoma), through the runtime (FP32)")
     print(markdown({"fp32": report}))
-    met = {}
-    print("| target | held-out value | goal | met |")
-    print("|---|---|---|---|")
+    met, rows = {}, []
     for metric, op, goal in TARGETS:
         value = report.get(metric)
         met[metric] = value is not None and (value >= goal if op == ">=" else value <= goal)
-        shown = "–" if value is None else f"{value:.4f}"
-        print(f"| {metric} | {shown} | {op} {goal} | {'yes' if met[metric] else 'NO'} |")
+        rows.append([metric, None if value is None else f"{value:.4f}", f"{op} {goal}", "yes" if met[metric] else "NO"])
+    print(markdown_table(["target", "held-out value", "goal", "met"], rows))
     print("\nthe held-out photographs reframed as other cameras and sittings would give them "
           "(reference: the same photographs as they are):")  # fmt: skip
     print(reframed_table(reframed))
@@ -206,18 +205,16 @@ def _moved(result, reference, factor: float) -> float:
 
 
 def reframed_table(rows: dict) -> str:
-    lines = [
-        "| framing | photographs | OD Dice | disc centre, worst (disc diameters) "
-        "| fovea right (within 5 % of width, or rightly none) | vCDR moved, worst |",
-        "|---|---|---|---|---|---|",
-    ]
+    lines = []
     for name, r in rows.items():
-        moved = "–" if r["vcdr_moved"] is None else f"{r['vcdr_moved']:.3f}"
+        moved = None if r["vcdr_moved"] is None else f"{r['vcdr_moved']:.3f}"
         if "answers_moved_px" in r:
             name += f" (every answer within {r['answers_moved_px']:.2f} px of the original's)"
-        lines.append(f"| {name} | {r['photographs']} | {r['od_dice']:.3f} | {r['disc_max_dd']:.2f} | "
-                     f"{r['fovea_right']:.0%} | {moved} |")  # fmt: skip
-    return "\n".join(lines)
+        lines.append([name, r["photographs"], f"{r['od_dice']:.3f}", f"{r['disc_max_dd']:.2f}",
+                      f"{r['fovea_right']:.0%}", moved])  # fmt: skip
+    headers = ["framing", "photographs", "OD Dice", "disc centre, worst (disc diameters)",
+               "fovea right (within 5 % of width, or rightly none)", "vCDR moved, worst"]  # fmt: skip
+    return markdown_table(headers, lines)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ runs trained for one epoch on 8 phantoms: speed does not depend on what the weig
 Each measurement runs in its own process (so peak RSS is that phase's alone), after one warm-up
 batch; the phases alternate for ``--repeats`` rounds and the median is reported, with the range.
 
-Goals (issue 5), at the default FP32: pipeline >= 90 % of the engines-alone throughput, >= 2x PyTorch
+Goals, at the default FP32: pipeline >= 90 % of the engines-alone throughput, >= 2x PyTorch
 eager. Other precisions are reported beside it.
 """
 
@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fundusrt.export.bench import peak_memory_mib  # VmHWM: ru_maxrss would carry a parent's peak
+from fundusrt.export.latency_report import peak_memory_mib  # VmHWM: ru_maxrss would carry a parent's peak
+from fundusrt.train.tables import markdown_table
 
 ROOT = Path("runs/speed")
 
@@ -107,12 +108,12 @@ def phase_torch(runs: Path, images: int, batch: int) -> dict:
     models = {}
     for task in ("locate", "segment", "classify"):
         _, members = load_run(runs / task)
-        models[task] = [(m.member.view if task == "classify" else "", m.model, m.preprocess["size"]) for m in members]
+        models[task] = [(m.model, m.preprocess["size"]) for m in members]
 
     def one_batch():
         with torch.inference_mode():
             for task in ("locate", "segment", "classify"):
-                for _, model, size in models[task]:
+                for model, size in models[task]:
                     model.predict(torch.randn(batch, 3, size, size))
 
     one_batch()
@@ -174,19 +175,18 @@ def main() -> int:
     }
     torch_speed = summary["torch eager fp32"]["images_per_s"]
     print(f"{args.images} phantoms, batch {args.batch}, {os.cpu_count()} cores, median of {args.repeats}\n")
-    print("| what | images/s (range) | peak RSS MiB | pipeline / engines | pipeline / PyTorch eager |")
-    print("|---|---|---|---|---|")
+    table = []
     for name, s in summary.items():
         speed = f"{s['images_per_s']:.3f} ({s['range'][0]:.3f}–{s['range'][1]:.3f})"
-        line = f"| {name} | {speed} | {s['peak_rss_mib']:.0f} |"
+        ratios = ["", ""]
         if name.startswith("screen pipeline"):
             precision = name.split()[-1]
             s["ratio_to_engines"] = s["images_per_s"] / summary[f"engines alone {precision}"]["images_per_s"]
             s["ratio_to_torch"] = s["images_per_s"] / torch_speed
-            line += f" {s['ratio_to_engines']:.1%} | {s['ratio_to_torch']:.2f}x |"
-        else:
-            line += " | |"
-        print(line)
+            ratios = [f"{s['ratio_to_engines']:.1%}", f"{s['ratio_to_torch']:.2f}x"]
+        table.append([name, speed, f"{s['peak_rss_mib']:.0f}", *ratios])
+    headers = ["what", "images/s (range)", "peak RSS MiB", "pipeline / engines", "pipeline / PyTorch eager"]
+    print(markdown_table(headers, table))
     for name, s in summary.items():
         if "stage_median_ms" in s:
             stages = ", ".join(f"{k} {v:.0f}" for k, v in s["stage_median_ms"].items())

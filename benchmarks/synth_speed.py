@@ -2,7 +2,7 @@
 
     python benchmarks/synth_speed.py [--n 100] [--width 1024]
 
-The issue's aim is >= 20 images/s at about 1024 px on one core. The process is pinned to a
+The aim is >= 20 images/s at about 1024 px on one core. The process is pinned to a
 single CPU where the OS allows it and OpenCV's own threads are turned off.
 """
 

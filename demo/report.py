@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fundusrt.export.check import format_table
 from fundusrt.train.bundle_evaluation import markdown as evaluation_table
+from fundusrt.train.tables import markdown_table
 
 
 def write_report(out: Path, timings: dict, recipe: dict) -> Path:
@@ -45,11 +46,7 @@ def _header(out: Path, timings: dict) -> str:
 
 
 def _training(out: Path, recipe: dict) -> str:
-    lines = [
-        "## Training (best epoch on the 20 % held out by name)", "",
-        "| stage | recipe | member | best epoch | validation metrics | time |", "|---|---|---|---|---|---|",
-    ]  # fmt: skip
-    plots = []
+    rows, plots = [], []
     for task in ("locate", "segment", "classify"):
         run = out / "runs" / task
         summary = _json(run / "summary.json") or {}
@@ -58,10 +55,12 @@ def _training(out: Path, recipe: dict) -> str:
             best = max(history, key=lambda h: h.get("score", float("-inf")))
             shown = {k: v for k, v in metrics.items() if k not in ("score",)}
             text = ", ".join(f"{k} {v:.3g}" for k, v in shown.items())
-            lines.append(f"| {task} | `{' '.join(recipe[task])}` | {member} | {best['epoch']} | {text} | "
-                         f"{sum(h['seconds'] for h in history):.0f} s |")  # fmt: skip
+            seconds = sum(h["seconds"] for h in history)
+            rows.append([task, f"`{' '.join(recipe[task])}`", member, best["epoch"], text, f"{seconds:.0f} s"])
         plots.append(_loss_plot(out, task, run))
-    lines += [""] + [f"![{task} loss]({p})" for task, p in zip(("locate", "segment", "classify"), plots) if p]
+    headers = ["stage", "recipe", "member", "best epoch", "validation metrics", "time"]
+    lines = ["## Training (best epoch on the 20 % held out by name)", "", markdown_table(headers, rows), ""]
+    lines += +[f"![{task} loss]({p})" for task, p in zip(("locate", "segment", "classify"), plots) if p]
     return "\n".join(lines)
 
 
@@ -108,11 +107,11 @@ def _screening(out: Path) -> str:
         "## Screening (`fundusrt screen`)", "",
         f"{len(rows)} images, {len(ok)} processed, {len(rows) - len(ok)} failed; {positive} referred as glaucoma "
         f"(probability ≥ 0.5). Flags: {dict(flags) or 'none'}.", "",
-        "| image | glaucoma probability | vCDR | disc centre | fovea | flags |", "|---|---|---|---|---|---|",
     ]  # fmt: skip
-    for r in rows[:8] + [r for r in rows if "retina" in r["path"]]:
-        lines.append(f"| {Path(r['path']).name} | {r['glaucoma_probability']} | {r['vcdr']} | "
-                     f"{r['disc_x']}, {r['disc_y']} | {r['fovea_x']}, {r['fovea_y']} | {r['flags']} |")  # fmt: skip
+    shown = [[Path(r["path"]).name, r["glaucoma_probability"], r["vcdr"], f"{r['disc_x']}, {r['disc_y']}",
+              f"{r['fovea_x']}, {r['fovea_y']}", r["flags"]]
+             for r in rows[:8] + [r for r in rows if "retina" in r["path"]]]  # fmt: skip
+    lines.append(markdown_table(["image", "glaucoma probability", "vCDR", "disc centre", "fovea", "flags"], shown))
     overlays = sorted((screen / "overlays").rglob("*.jpg"))
     chosen = [p for p in overlays if p.stem == "retina"] + [p for p in overlays if p.stem != "retina"][:3]
     lines += ["", "Overlays (disc ellipse green, cup blue, disc centre +, fovea x):", ""]
@@ -125,7 +124,7 @@ def _evaluation(out: Path) -> str:
     if not reports:
         return "## REFUGE metrics\n\nNot run."
     return ("## REFUGE metrics through the runtime (held-out phantoms), beside REFUGE's published baseline\n\n"
-            "The baseline column is MNet on REFUGE's real validation images (REFERENCE.md): a different "
+            "The baseline column is M-Net on REFUGE's real validation images (Orlando et al. 2020): a different "
             "task difficulty, shown for scale only.\n\n" + evaluation_table(reports))  # fmt: skip
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import onnx
@@ -18,14 +18,26 @@ import onnxruntime
 import torch
 
 from fundusrt.runtime import __version__
-from fundusrt.runtime.bundle import GraphSpec, Manifest, TensorSpec, sha256, write_manifest
+from fundusrt.runtime.bundle import (
+    FORMAT,
+    VERSION,
+    Ensemble,
+    GraphFile,
+    GraphSpec,
+    Manifest,
+    Preprocess,
+    sha256,
+    write_manifest,
+)
+from fundusrt.runtime.constants import GRAPHS
 from fundusrt.runtime.glaucoma_risk import VcdrRisk
-from fundusrt.runtime.postprocess import LOG_SIGMA, PEAK_MIN_DISTANCE, PEAK_THRESHOLD
-from fundusrt.train.anatomy import FOVEA_DISTANCE_DD
+from fundusrt.runtime.normalize import Normalization
+from fundusrt.runtime.postprocess import LandmarkPostprocess, SegmentationPostprocess
 from fundusrt.train.datasets import load_specs
 from fundusrt.train.runs import load_run
+from fundusrt.train.tasks import BY_GRAPH, Task
 
-from .graphs import Activated, ensemble_graph
+from .graphs import graph_module
 from .inputs import calibration_inputs
 from .onnx_export import export_onnx, opset_of, tensor_specs
 from .precision import to_fp16, to_int8
@@ -45,54 +57,41 @@ INT8_EXCLUDE = {
 
 @dataclass
 class GraphPlan:
-    """One graph to export: the module, its tensors, and the constants the runtime needs."""
+    """One graph to export: the module, its tensors, and how the runtime feeds it."""
 
+    task: Task
     module: torch.nn.Module
-    inputs: list[str]
-    outputs: list[str]
-    size: int
-    preprocess: dict
-    postprocess: dict
+    preprocess: Preprocess
     members: list  # TrainedMember, for provenance
 
 
-def plan_graphs(*, classifier: Path, segmenter: Path, locator: Path, threshold: float) -> dict[str, GraphPlan]:
-    loc = load_run(locator, "locate")[1][0]
-    seg = load_run(segmenter, "segment")[1][0]
-    cls = load_run(classifier, "classify")[1]
-    sizes = {m.preprocess["size"] for m in cls}
-    if len(sizes) != 1:
-        raise ValueError(f"{classifier}: members trained at different sizes {sorted(sizes)}")
-    size = sizes.pop()
-    first = cls[0].preprocess
-    return {
-        "locator": GraphPlan(
-            Activated(loc.model), ["image"], ["distance_map"], loc.preprocess["size"], loc.preprocess,
-            {"gamma": loc.preprocess.get("gamma"), "log_sigma": LOG_SIGMA, "peak_min_distance": PEAK_MIN_DISTANCE,
-             "peak_threshold": PEAK_THRESHOLD, "fovea_distance_dd": FOVEA_DISTANCE_DD},
-            [loc],
-        ),
-        "segmenter": GraphPlan(
-            Activated(seg.model), ["image"], ["disc_cup"], seg.preprocess["size"], seg.preprocess,
-            {"threshold": 0.5, "crop_factor": seg.preprocess["crop_factor"]}, [seg],
-        ),
-        "classifier": GraphPlan(
-            ensemble_graph(cls), ["full", "crop"], ["probability", "members"], size,
-            {"size": size, "views": {"full": "full", "crop": "crop"}, "normalization": first["normalization"],
-             "crop_factor": first["crop_factor"]},
-            {"threshold": threshold, "members": [m.member.name for m in cls]}, cls,
-        ),
-    }  # fmt: skip
+def plan_graphs(runs: dict[str, Path]) -> dict[str, GraphPlan]:
+    """graph -> its plan, from the run folder of each graph; the preprocessing is what the checkpoints
+    say their models were trained with."""
+    plans = {}
+    for graph in GRAPHS:
+        task = BY_GRAPH[graph]
+        trained = load_run(runs[graph], task.name)[1]
+        sizes = {m.preprocess["size"] for m in trained}
+        if len(sizes) != 1:
+            raise ValueError(f"{runs[graph]}: members trained at different sizes {sorted(sizes)}")
+        first = trained[0].preprocess
+        preprocess = Preprocess(
+            size=sizes.pop(),
+            normalization=Normalization.from_dict(first["normalization"]),
+            crop_factor=float(first["crop_factor"]) if task.takes_crop else None,
+        )
+        plans[graph] = GraphPlan(task, graph_module(task, trained), preprocess, trained)
+    return plans
 
 
-def _vcdr_risk(classifier: Path, weight: float | None) -> dict | None:
+def _vcdr_risk(classifier: Path, weight: float | None) -> VcdrRisk | None:
     """The classify run's vCDR model with its weight in the glaucoma probability, or None."""
     path = Path(classifier) / "vcdr_risk.json"
     if not path.is_file() or weight == 0:
         return None
     fitted = json.loads(path.read_text())
-    risk = VcdrRisk.from_dict({**fitted, "weight": fitted["weight"] if weight is None else weight})
-    return risk.to_dict()
+    return VcdrRisk.from_dict({**fitted, "weight": fitted["weight"] if weight is None else weight})
 
 
 def export_bundle(
@@ -113,46 +112,48 @@ def export_bundle(
     classify run fitted it with); 0 leaves it out."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    plans = plan_graphs(classifier=classifier, segmenter=segmenter, locator=locator, threshold=threshold)
+    plans = plan_graphs({"classifier": classifier, "segmenter": segmenter, "locator": locator})
     samples = load_specs(calibration) if calibration and "int8" in precisions else None
     if "int8" in precisions and samples is None:
         raise ValueError("INT8 needs calibration images: pass a data spec (--calibration SPEC)")
     graphs, sources = {}, {}
     for name, plan in plans.items():
         began = time.perf_counter()
-        example = tuple(torch.randn(2, 3, plan.size, plan.size) for _ in plan.inputs)
+        size, inputs = plan.preprocess.size, list(plan.task.graph_inputs)
+        example = tuple(torch.randn(2, 3, size, size) for _ in inputs)
         fp32 = out / f"{name}.onnx"
-        metadata = {"preprocess": plan.preprocess, "postprocess": plan.postprocess, "graph": name}
         export_onnx(
-            plan.module, example, fp32, input_names=plan.inputs, output_names=plan.outputs, max_batch=max_batch,
-            metadata=metadata,
+            plan.module, example, fp32, input_names=inputs, output_names=list(plan.task.graph_outputs),
+            max_batch=max_batch, metadata={"graph": name, "preprocess": asdict(plan.preprocess)},
         )  # fmt: skip
         files = {"fp32": fp32}
         if "fp16" in precisions:
             files["fp16"] = to_fp16(fp32, out / f"{name}.fp16.onnx", keep_fp32=KEEP_FP32[name])
         if "int8" in precisions:
-            batches = calibration_inputs(name, samples, plan.size, count=calibration_count)
+            batches = calibration_inputs(plan.task, samples, size, count=calibration_count)
             files["int8"] = to_int8(fp32, out / f"{name}.int8.onnx", batches, exclude=INT8_EXCLUDE[name])
         in_specs, out_specs = tensor_specs(fp32)
         graphs[name] = GraphSpec(
-            name,
-            tuple(TensorSpec.from_dict(t) for t in in_specs),
-            tuple(TensorSpec.from_dict(t) for t in out_specs),
-            {p: {"path": f.name, "sha256": sha256(f), "bytes": f.stat().st_size} for p, f in files.items()},
-            plan.preprocess,
-            plan.postprocess,
+            inputs=in_specs,
+            outputs=out_specs,
+            files={p: GraphFile(f.name, sha256(f)) for p, f in files.items()},
+            preprocess=plan.preprocess,
         )
         sources[name] = [{"member": m.member.name, "checkpoint_sha256": sha256(m.checkpoint)} for m in plan.members]
         log(f"export {name}: {', '.join(files)} in {time.perf_counter() - began:.1f} s")
 
     manifest = Manifest(
+        format=FORMAT,
+        version=VERSION,
         graphs=graphs,
-        ensemble={
-            "members": plans["classifier"].postprocess["members"],
-            "threshold": threshold,
-            "merge": "mean of member probabilities",
-            "vcdr": _vcdr_risk(classifier, vcdr_weight),
-        },
+        landmarks=LandmarkPostprocess.default(),
+        segmentation=SegmentationPostprocess.default(),
+        ensemble=Ensemble(
+            members=tuple(m.member.name for m in plans["classifier"].members),
+            threshold=threshold,
+            merge="mean of member probabilities",
+            vcdr=_vcdr_risk(classifier, vcdr_weight),
+        ),
         producer={
             "fundusrt": __version__,
             "python": platform.python_version(),

@@ -36,10 +36,12 @@ def _export(args) -> int:
         sys.exit("fundusrt export: give either --out BUNDLE (export) or --check BUNDLE (parity check)")
     if args.check:
         return _check(args)
+    from fundusrt.train.config import TrainConfig
+
     from .bundle_writer import export_bundle
 
     precisions = tuple(p.strip() for p in args.precision.split(",") if p.strip())
-    calibration = args.calibration or json.loads((args.classifier / "config.json").read_text())["data"]
+    calibration = args.calibration or TrainConfig.load(args.classifier).data
     export_bundle(
         classifier=args.classifier, segmenter=args.segmenter, locator=args.locator, out=args.out,
         calibration=calibration, calibration_count=args.calibration_count, max_batch=args.max_batch,
@@ -94,5 +96,5 @@ def _build_engines(args) -> int:
         print(f"fundusrt build-engines: {e}", file=sys.stderr)
         return 2
     for entry in built:
-        print(f"{entry['graph']}: {entry['path']}")
+        print(f"{entry.graph}: {entry.path}")
     return 0

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fundusrt.runtime.bundle import engine_key, load_bundle, sha256, write_manifest
+from fundusrt.runtime.bundle import EngineEntry, engine_key, load_bundle, sha256, write_manifest
 from fundusrt.runtime.engines.base import EngineError
 from fundusrt.runtime.engines.cuda import compute_capability as device_capability
 
@@ -85,7 +85,7 @@ def build_engines(
     max_batch: int | None = None,
     opt_batch: int = 8,
     workspace_gib: float = 4.0,
-) -> list[dict]:
+) -> list[EngineEntry]:
     trt = _import_tensorrt()
     cc = compute_capability()
     bundle = load_bundle(bundle_root)
@@ -100,23 +100,21 @@ def build_engines(
     for name, spec in manifest.graphs.items():
         variant, strongly_typed, fp16_flag = build_plan(major, precision)
         onnx_path = bundle.file(name, variant)
-        key = engine_key(cc, trt.__version__, precision, spec.files[variant]["sha256"])
+        key = engine_key(cc, trt.__version__, precision, spec.files[variant].sha256)
         target = engines_dir / key / f"{name}.engine"
         target.parent.mkdir(parents=True, exist_ok=True)
         shapes = profile_shapes(spec, max_batch=max_batch, opt_batch=min(opt_batch, max_batch))
         data = _build_one(trt, logger, onnx_path, shapes, strongly_typed, fp16_flag, workspace_gib, cache_path)
         target.write_bytes(data)
-        entry = {
-            "graph": name, "key": key, "path": target.relative_to(bundle_root).as_posix(), "sha256": sha256(target),
-            "precision": precision, "tensorrt": trt.__version__, "compute_capability": f"{cc[0]}.{cc[1]}",
-            "max_batch": max_batch, "opt_batch": opt_batch, "onnx": variant,
-        }  # fmt: skip
-        entry["comparison"] = compare_with_onnxruntime(
-            target, bundle.file(name, "fp32"), spec, batch=min(opt_batch, max_batch)
-        )
-        built.append(entry)
-    engines = [e for e in manifest.engines if (e["graph"], e["key"]) not in {(b["graph"], b["key"]) for b in built}]
-    write_manifest(bundle_root, replace(manifest, engines=engines + built))
+        comparison = compare_with_onnxruntime(target, bundle.file(name, "fp32"), spec, batch=min(opt_batch, max_batch))
+        built.append(EngineEntry(
+            graph=name, key=key, path=target.relative_to(bundle_root).as_posix(), sha256=sha256(target),
+            precision=precision, tensorrt=trt.__version__, compute_capability=f"{cc[0]}.{cc[1]}",
+            max_batch=max_batch, opt_batch=opt_batch, onnx=variant, comparison=comparison,
+        ))  # fmt: skip
+    rebuilt = {(b.graph, b.key) for b in built}
+    kept = tuple(e for e in manifest.engines if (e.graph, e.key) not in rebuilt)
+    write_manifest(bundle_root, replace(manifest, engines=kept + tuple(built)))
     return built
 
 
@@ -151,7 +149,8 @@ def _build_one(trt, logger, onnx_path, shapes, strongly_typed, fp16_flag, worksp
 
 def compare_with_onnxruntime(engine_path: Path, onnx_fp32: Path, spec, *, batch: int) -> dict:
     """Polygraphy: the engine against ONNX Runtime FP32 on the same random inputs, FP16 tolerances,
-    plus the task view: mask agreement (segmenter) and the largest peak shift (locator)."""
+    plus the share of first outputs on the same side of 0.5 (mask pixels of the segmenter, decisions
+    of the classifier)."""
     from polygraphy.backend.common import BytesFromPath
     from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
     from polygraphy.backend.trt import EngineFromBytes, TrtRunner
@@ -170,8 +169,7 @@ def compare_with_onnxruntime(engine_path: Path, onnx_fp32: Path, spec, *, batch:
     first = spec.outputs[0].name
     a, b = np.asarray(trt_out[first]), np.asarray(ort_out[first])
     report["max_abs_diff"] = float(np.abs(a - b).max())
-    if spec.name == "segmenter":
-        report["mask_agreement"] = float(np.mean((a > 0.5) == (b > 0.5)))
+    report["agreement_at_half"] = float(np.mean((a > 0.5) == (b > 0.5)))
     return report
 
 

@@ -20,8 +20,8 @@ class Activated(nn.Module):
 class EnsembleGraph(nn.Module):
     """All members in one graph: (full image, disc crop) -> (mean probability, each member's).
 
-    The ensemble's answer is the mean of the members' softmax probabilities (the seed merges
-    the members by averaging).
+    The ensemble's answer is the mean of the members' softmax probabilities (Zhao et al. merge the
+    members by averaging).
     """
 
     def __init__(self, members: list[tuple[str, nn.Module, str]]):
@@ -42,12 +42,14 @@ def ensemble_graph(trained_members) -> EnsembleGraph:
     return EnsembleGraph([(m.member.name, m.model, m.member.view) for m in trained_members])
 
 
-def reference_graphs(*, classifier, segmenter, locator) -> dict:
-    """The PyTorch modules behind each bundle graph, from three run folders."""
-    from fundusrt.train.runs import load_run
+def graph_module(task, trained_members) -> nn.Module:
+    """The module a task's trained members become: the merged ensemble, or the one model activated."""
+    return ensemble_graph(trained_members) if task.ensemble else Activated(trained_members[0].model)
 
-    return {
-        "locator": Activated(load_run(locator, "locate")[1][0].model),
-        "segmenter": Activated(load_run(segmenter, "segment")[1][0].model),
-        "classifier": ensemble_graph(load_run(classifier, "classify")[1]),
-    }
+
+def reference_graphs(runs: dict) -> dict:
+    """The PyTorch modules behind each bundle graph, from the run folder of each (graph -> folder)."""
+    from fundusrt.train.runs import load_run
+    from fundusrt.train.tasks import BY_GRAPH
+
+    return {graph: graph_module(BY_GRAPH[graph], load_run(run, BY_GRAPH[graph].name)[1]) for graph, run in runs.items()}

@@ -9,24 +9,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from fundusrt.train.tasks import TASKS, Member
-
-# graph -> the training task and member view behind each of its inputs
-GRAPH_INPUTS = {
-    "locator": ("locate", {"image": "full"}),
-    "segmenter": ("segment", {"image": "crop"}),
-    "classifier": ("classify", {"full": "full", "crop": "crop"}),
-}
+from fundusrt.train.tasks import Task
 
 
-def graph_batches(graph: str, samples, size: int, *, batch_size: int = 8) -> Iterator[dict]:
-    """Batches ``{"inputs": {name: float32 array}, "rows": [dataset items without the image]}``."""
-    task_name, views = GRAPH_INPUTS[graph]
-    task = TASKS[task_name]
-    loaders = {}
-    for name, view in views.items():
-        member = Member(name, "", view)
-        loaders[name] = DataLoader(task.dataset(samples, member, size=size), batch_size)
+def graph_batches(task: Task, samples, size: int, *, batch_size: int = 8) -> Iterator[dict]:
+    """Batches of the task's graph inputs: ``{"inputs": {name: float32 array}, "rows": [dataset items
+    without the image], "dataset": the first input's dataset}``."""
+    loaders = {
+        name: DataLoader(task.dataset(samples, view=view, size=size), batch_size)
+        for name, view in task.graph_inputs.items()
+    }
     dataset = next(iter(loaders.values())).dataset
     for batches in zip(*loaders.values()):
         first = batches[0]
@@ -45,11 +37,11 @@ def _plain(value):
 
 
 def calibration_inputs(
-    graph: str, samples, size: int, *, count: int, batch_size: int = 8
+    task: Task, samples, size: int, *, count: int, batch_size: int = 8
 ) -> Iterator[dict[str, np.ndarray]]:
     """At most ``count`` preprocessed images, as input dicts for ONNX Runtime's calibrator."""
     seen = 0
-    for batch in graph_batches(graph, samples, size, batch_size=batch_size):
+    for batch in graph_batches(task, samples, size, batch_size=batch_size):
         if seen >= count:
             return
         yield batch["inputs"]

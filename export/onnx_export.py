@@ -8,6 +8,8 @@ from pathlib import Path
 import onnx
 import torch
 
+from fundusrt.runtime.bundle import TensorSpec
+
 MIN_OPSET = 18
 MAX_PROTOBUF = 2 * 1024**3  # one file, no external data: ONNX's protobuf limit
 
@@ -55,16 +57,16 @@ def export_onnx(
     return path
 
 
-def tensor_specs(path: Path) -> tuple[list[dict], list[dict]]:
+def tensor_specs(path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
     """Input and output names, shapes ("batch" for the dynamic axis) and dtypes, read from the graph."""
     model = onnx.load(path, load_external_data=False)
 
     def spec(value):
         dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
         dtype = onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type).name
-        return {"name": value.name, "shape": ["batch" if isinstance(d, str) else d for d in dims], "dtype": dtype}
+        return TensorSpec(value.name, tuple("batch" if isinstance(d, str) else d for d in dims), dtype)
 
-    return [spec(v) for v in model.graph.input], [spec(v) for v in model.graph.output]
+    return tuple(spec(v) for v in model.graph.input), tuple(spec(v) for v in model.graph.output)
 
 
 def opset_of(path: Path) -> int:

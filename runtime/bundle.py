@@ -5,28 +5,39 @@
     BUNDLE/engines/<key>/<graph>.engine        TensorRT engines, keyed by what makes them non-portable
     BUNDLE/engines/timing.cache
 
-``manifest.json`` holds the format name and version, the producers' versions, and per graph
-its files (relative path, sha256, precision), input/output names and shapes ("batch" for the
-dynamic axis), preprocessing (size, view, normalisation, crop factor) and post-processing
-constants; the ensemble's members and decision threshold. ``load_bundle`` checks all of it and
-refuses a mismatch with one line naming the file and the reason.
+``manifest.json`` is the ``Manifest`` below, field for field: the dataclasses are the schema.
+Per graph: its files (relative path and sha256 per precision), tensors ("batch" for the dynamic
+axis) and preprocessing; then the locator's post-processing (``landmarks``), the segmenter's
+(``segmentation``; both are callables of ``postprocess``) and the ensemble. Reading is strict: a
+missing key, an unknown key or a value of the wrong type is refused in one line naming the key
+and the file; nothing is filled in.
+Version-1 bundles are still read (``_from_version_1``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+import types
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from .constants import FOVEA_SEPARATION, GRAPHS, PRECISIONS
+from .glaucoma_risk import VcdrRisk
+from .normalize import Normalization
+from .postprocess import LandmarkPostprocess, SegmentationPostprocess
 
 FORMAT = "fundusrt-bundle"
-VERSION = 1
-GRAPHS = ("locator", "segmenter", "classifier")
-PRECISIONS = ("fp32", "fp16", "int8")
+VERSION = 2
 
 
 class BundleError(ValueError):
     """A bundle that cannot be used; the message is one line naming the file and the reason."""
+
+
+class ManifestError(BundleError):
+    """One key of a manifest that is missing, unknown or malformed (``load_bundle`` adds the file)."""
 
 
 def sha256(path: Path) -> str:
@@ -37,82 +48,207 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+# ---------------------------------------------------------------------------- the schema
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     name: str
-    shape: tuple  # ints, and "batch" for the dynamic axis
-    dtype: str = "float32"
+    shape: tuple[int | str, ...]  # ints, and "batch" for the dynamic axis
+    dtype: str
 
-    @classmethod
-    def from_dict(cls, d: dict) -> TensorSpec:
-        return cls(d["name"], tuple(d["shape"]), d.get("dtype", "float32"))
 
-    def to_dict(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+@dataclass(frozen=True)
+class GraphFile:
+    path: str  # relative to the bundle
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How a graph's inputs are made from a photograph: views of ``size``² pixels, normalised;
+    for graphs that take the disc crop, its side in disc diameters (None for full views only)."""
+
+    size: int
+    normalization: Normalization
+    crop_factor: float | None
 
 
 @dataclass(frozen=True)
 class GraphSpec:
-    name: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
-    files: dict  # precision -> {"path": relative path, "sha256": hex}
-    preprocess: dict
-    postprocess: dict = field(default_factory=dict)
+    files: dict[str, GraphFile]  # precision -> file
+    preprocess: Preprocess
 
-    @classmethod
-    def from_dict(cls, name: str, d: dict) -> GraphSpec:
-        return cls(
-            name,
-            tuple(TensorSpec.from_dict(t) for t in d["inputs"]),
-            tuple(TensorSpec.from_dict(t) for t in d["outputs"]),
-            dict(d["files"]),
-            dict(d.get("preprocess", {})),
-            dict(d.get("postprocess", {})),
-        )
 
-    def to_dict(self) -> dict:
-        return {
-            "inputs": [t.to_dict() for t in self.inputs],
-            "outputs": [t.to_dict() for t in self.outputs],
-            "files": self.files,
-            "preprocess": self.preprocess,
-            "postprocess": self.postprocess,
-        }
+@dataclass(frozen=True)
+class Ensemble:
+    members: tuple[str, ...]  # the classifier's ``members`` output, column by column
+    threshold: float  # glaucoma when the glaucoma probability reaches it
+    merge: str  # how the members' probabilities become the ensemble's, in words
+    vcdr: VcdrRisk | None  # the vCDR's model and its share of the glaucoma probability
+
+
+@dataclass(frozen=True)
+class EngineEntry:
+    """A TensorRT engine built for one GPU family and TensorRT version (see ``engine_key``)."""
+
+    graph: str
+    key: str
+    path: str
+    sha256: str
+    precision: str
+    tensorrt: str
+    compute_capability: str
+    max_batch: int
+    opt_batch: int
+    onnx: str  # the precision of the ONNX graph it was built from
+    comparison: dict[str, Any]  # its outputs against ONNX Runtime's when it was built
 
 
 @dataclass(frozen=True)
 class Manifest:
-    graphs: dict  # name -> GraphSpec
-    ensemble: dict  # {"members": [...], "threshold": float}
-    producer: dict  # versions of what wrote it
+    format: str
+    version: int
+    producer: dict[str, Any]  # versions of what wrote it; provenance, never read
     max_batch: int
-    engines: list = field(default_factory=list)  # [{"key", "graph", "path", "sha256", ...}]
-    format: str = FORMAT
-    version: int = VERSION
+    graphs: dict[str, GraphSpec]
+    landmarks: LandmarkPostprocess
+    segmentation: SegmentationPostprocess
+    ensemble: Ensemble
+    engines: tuple[EngineEntry, ...] = ()
 
     def to_dict(self) -> dict:
-        return {
-            "format": self.format,
-            "version": self.version,
-            "producer": self.producer,
-            "max_batch": self.max_batch,
-            "ensemble": self.ensemble,
-            "graphs": {name: g.to_dict() for name, g in self.graphs.items()},
-            "engines": self.engines,
-        }
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> Manifest:
-        return cls(
-            graphs={name: GraphSpec.from_dict(name, g) for name, g in d["graphs"].items()},
-            ensemble=dict(d.get("ensemble", {})),
-            producer=dict(d.get("producer", {})),
-            max_batch=int(d["max_batch"]),
-            engines=list(d.get("engines", [])),
-            format=d["format"],
-            version=int(d["version"]),
+        """Strictly: every key present, none unknown, each of its type; version 1 upgraded first."""
+        if isinstance(d, dict) and d.get("version") == 1:
+            d = _from_version_1(d)
+        manifest = _parse(cls, d, "manifest")
+        _check(manifest)
+        return manifest
+
+
+def _check(m: Manifest) -> None:
+    """What the types cannot say: the three graphs, an FP32 file each, one disc crop for two graphs."""
+    for name in GRAPHS:
+        if name not in m.graphs:
+            raise ManifestError(f"key 'manifest.graphs.{name}' is missing")
+    for name, spec in m.graphs.items():
+        if name not in GRAPHS:
+            raise ManifestError(f"key 'manifest.graphs.{name}' is unknown (graphs: {', '.join(GRAPHS)})")
+        for precision in spec.files:
+            if precision not in PRECISIONS:
+                known = ", ".join(PRECISIONS)
+                raise ManifestError(f"key 'manifest.graphs.{name}.files.{precision}' is not a precision ({known})")
+        if "fp32" not in spec.files:
+            raise ManifestError(f"key 'manifest.graphs.{name}.files.fp32' is missing")
+    if m.graphs["locator"].preprocess.crop_factor is not None:
+        raise ManifestError("key 'manifest.graphs.locator.preprocess.crop_factor' must be null (full views only)")
+    # The classifier's disc crop is the segmenter's final crop, resized: one factor for both.
+    factors = {m.graphs[g].preprocess.crop_factor for g in ("segmenter", "classifier")}
+    if None in factors or len(factors) != 1:
+        raise ManifestError(
+            "keys 'manifest.graphs.segmenter.preprocess.crop_factor' and "
+            "'manifest.graphs.classifier.preprocess.crop_factor' "
+            f"must be the same number, got {sorted(factors, key=str)}"
         )
+    if m.ensemble.vcdr is not None and not 0.0 <= m.ensemble.vcdr.weight <= 1.0:
+        weight = m.ensemble.vcdr.weight
+        raise ManifestError(f"key 'manifest.ensemble.vcdr.weight' must lie between 0 and 1, got {weight}")
+
+
+def _parse(kind, value, where: str):
+    """``value`` (parsed JSON) as an instance of the type ``kind``, or a ManifestError naming ``where``."""
+    origin, args = get_origin(kind), get_args(kind)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _parse(option, value, where)
+            except ManifestError as e:
+                errors.append(e)
+        raise errors[0]
+    if is_dataclass(kind):
+        if not isinstance(value, dict):
+            raise ManifestError(f"key '{where}' must be an object, got {value!r}")
+        hints, names = get_type_hints(kind), [f.name for f in fields(kind)]
+        for name in names:
+            if name not in value:
+                raise ManifestError(f"key '{where}.{name}' is missing")
+        for name in value:
+            if name not in names:
+                raise ManifestError(f"key '{where}.{name}' is unknown")
+        return kind(**{name: _parse(hints[name], value[name], f"{where}.{name}") for name in names})
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ManifestError(f"key '{where}' must be an object, got {value!r}")
+        return {k: _parse(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ManifestError(f"key '{where}' must be a list, got {value!r}")
+        each = [args[0]] * len(value) if args[-1] is Ellipsis else list(args)
+        if len(each) != len(value):
+            raise ManifestError(f"key '{where}' must hold {len(each)} items, got {len(value)}")
+        return tuple(_parse(k, v, f"{where}[{i}]") for i, (k, v) in enumerate(zip(each, value)))
+    if kind is Any:
+        return value
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if kind in (int, str, bool) and type(value) is kind:
+        return value
+    raise ManifestError(f"key '{where}' must be {getattr(kind, '__name__', kind)}, got {value!r}")
+
+
+def _from_version_1(d: dict) -> dict:
+    """A version-1 manifest in version 2's form, with the values the version-1 runtime used: its
+    preprocessing carried unused keys (view, views, gamma) and a crop factor per graph, of which it
+    read the segmenter's (default 2.0) for both crops; thresholds defaulted to 0.5; the fovea's
+    distance range was a constant of the code."""
+    try:
+        graphs = d["graphs"]
+        ensemble = d.get("ensemble", {})
+        locator = graphs["locator"].get("postprocess", {})
+        crop_factor = graphs["segmenter"]["preprocess"].get("crop_factor", 2.0)
+        out = {
+            "format": d["format"],
+            "version": VERSION,
+            "producer": d.get("producer", {}),
+            "max_batch": d["max_batch"],
+            "graphs": {
+                name: {
+                    "inputs": [{"dtype": "float32", **t} for t in g["inputs"]],
+                    "outputs": [{"dtype": "float32", **t} for t in g["outputs"]],
+                    "files": {p: {"path": f["path"], "sha256": f["sha256"]} for p, f in g["files"].items()},
+                    "preprocess": {
+                        "size": g["preprocess"]["size"],
+                        "normalization": {"per_image": False, **g["preprocess"]["normalization"]},
+                        "crop_factor": None if name == "locator" else crop_factor,
+                    },
+                }
+                for name, g in graphs.items()
+            },
+            "landmarks": {
+                **{k: locator[k] for k in ("log_sigma", "peak_min_distance", "peak_threshold", "fovea_distance_dd")},
+                "fovea_separation": list(FOVEA_SEPARATION),
+            },
+            "segmentation": {"threshold": graphs["segmenter"].get("postprocess", {}).get("threshold", 0.5)},
+            "ensemble": {
+                "members": ensemble.get("members", []),
+                "threshold": ensemble.get("threshold", 0.5),
+                "merge": ensemble.get("merge", "mean of member probabilities"),
+                "vcdr": ensemble.get("vcdr"),
+            },
+            "engines": d.get("engines", []),
+        }
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ManifestError(f"version-1 manifest without key {e}") from None
+    return out
 
 
 def write_manifest(root: Path, manifest: Manifest) -> Path:
@@ -123,30 +259,33 @@ def write_manifest(root: Path, manifest: Manifest) -> Path:
     return path
 
 
+# ---------------------------------------------------------------------------- the bundle
+
+
 @dataclass(frozen=True)
 class Bundle:
     root: Path
-    manifest: Manifest
+    manifest: Manifest = field(repr=False)
 
     def file(self, graph: str, precision: str = "fp32") -> Path:
         spec = self.graph(graph)
         if precision not in spec.files:
             raise BundleError(f"{self.root}: graph {graph!r} has no {precision} variant (has {', '.join(spec.files)})")
-        return self.root / spec.files[precision]["path"]
+        return self.root / spec.files[precision].path
 
     def engine(self, graph: str, *, compute_capability: tuple[int, int], trt_version: str, precision: str) -> Path:
         """The engine built for this GPU family and TensorRT version, or a one-line refusal."""
         spec = self.graph(graph)
-        wanted = {engine_key(compute_capability, trt_version, precision, f["sha256"]) for f in spec.files.values()}
-        candidates = [e for e in self.manifest.engines if e["graph"] == graph]
+        wanted = {engine_key(compute_capability, trt_version, precision, f.sha256) for f in spec.files.values()}
+        candidates = [e for e in self.manifest.engines if e.graph == graph]
         for entry in candidates:
-            if entry["key"] in wanted:
-                return self.root / entry["path"]
+            if entry.key in wanted:
+                return self.root / entry.path
         if not candidates:
             raise BundleError(
                 f"{self.root}: no TensorRT engine for {graph!r}; run `fundusrt build-engines {self.root}`"
             )
-        built = ", ".join(sorted(e["key"] for e in candidates))
+        built = ", ".join(sorted(e.key for e in candidates))
         here = f"sm{compute_capability[0]}{compute_capability[1]}-trt{trt_version}-{precision}"
         raise BundleError(
             f"{self.root}: the {graph!r} engines were built elsewhere ({built}); this machine needs {here}"
@@ -160,7 +299,7 @@ class Bundle:
 
 
 def load_bundle(root: Path, *, verify: bool = True) -> Bundle:
-    """Read and check a bundle: format, version, every listed file present and unaltered."""
+    """Read and check a bundle: format, version, every key, every listed file present and unaltered."""
     root = Path(root)
     path = root / "manifest.json"
     if not path.is_file():
@@ -169,31 +308,31 @@ def load_bundle(root: Path, *, verify: bool = True) -> Bundle:
         raw = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise BundleError(f"{path}: unreadable ({e})") from None
-    if raw.get("format") != FORMAT:
-        raise BundleError(f"{path}: format {raw.get('format')!r} is not {FORMAT!r}")
-    if raw.get("version") != VERSION:
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise BundleError(f"{path}: format {raw.get('format') if isinstance(raw, dict) else raw!r} is not {FORMAT!r}")
+    if raw.get("version") not in (1, VERSION):
         raise BundleError(
-            f"{path}: bundle version {raw.get('version')} is not supported (this runtime reads {VERSION})"
+            f"{path}: bundle version {raw.get('version')} is not supported (this runtime reads 1 and {VERSION})"
         )
     try:
         manifest = Manifest.from_dict(raw)
-    except (KeyError, TypeError, ValueError) as e:
-        raise BundleError(f"{path}: malformed manifest ({e!r})") from None
+    except ManifestError as e:
+        raise BundleError(f"{path}: {e}") from None
     if verify:
-        entries = [f for g in manifest.graphs.values() for f in g.files.values()] + manifest.engines
+        entries = [f for g in manifest.graphs.values() for f in g.files.values()] + list(manifest.engines)
         for entry in entries:
             _verify(root, entry)
     return Bundle(root, manifest)
 
 
-def _verify(root: Path, entry: dict) -> None:
-    relative = Path(entry["path"])
+def _verify(root: Path, entry: GraphFile | EngineEntry) -> None:
+    relative = Path(entry.path)
     if relative.is_absolute() or ".." in relative.parts:
-        raise BundleError(f"{root / 'manifest.json'}: path {entry['path']!r} must be relative and inside the bundle")
+        raise BundleError(f"{root / 'manifest.json'}: path {entry.path!r} must be relative and inside the bundle")
     file = root / relative
     if not file.is_file():
         raise BundleError(f"{file}: missing from the bundle")
-    if sha256(file) != entry["sha256"]:
+    if sha256(file) != entry.sha256:
         raise BundleError(f"{file}: sha256 does not match manifest.json (altered or corrupt)")
 
 

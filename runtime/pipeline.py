@@ -1,4 +1,4 @@
-"""The screening pipeline of DESIGN.md: images in, one ``Result`` per image out, in input order.
+"""The screening pipeline: images in, one ``Result`` per image out, in input order.
 
 Per batch: decode + field of view + full view (thread pool) -> locator -> LoG peaks -> disc
 crop from the original-resolution image -> segmenter and classifier -> ellipses, vCDR,
@@ -25,14 +25,13 @@ import numpy as np
 
 from . import result as flags
 from .bundle import Bundle, load_bundle
+from .constants import GRAPHS
 from .ellipse import Ellipse
 from .engines import Engine, open_engine
 from .field_of_view import FieldOfView, detect_field_of_view
 from .geometry import Affine, disc_crop_transform, square_transform
-from .glaucoma_risk import VcdrRisk
 from .image_io import ImageReadError, read_image
-from .normalize import Normalization
-from .postprocess import disc_cup_ellipses, landmarks_from_map
+from .postprocess import DiscCup
 from .result import Result
 
 MIN_SIDE = 64  # smaller images hold no usable disc
@@ -44,49 +43,6 @@ RECROPS = 2  # at most this many crops after the first
 LANDMARK_MARGIN = 0.02  # a fovea this close outside the frame (of its width) is clamped, further is dropped
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The bundle's preprocessing and post-processing constants, read once."""
-
-    locator_size: int
-    locator_norm: Normalization
-    segmenter_size: int
-    segmenter_norm: Normalization
-    classifier_size: int
-    classifier_norm: Normalization
-    crop_factor: float
-    log_sigma: float
-    peak_min_distance: float
-    peak_threshold: float
-    fovea_distance_dd: float
-    mask_threshold: float
-    decision_threshold: float
-    members: tuple[str, ...]
-    vcdr_risk: VcdrRisk | None
-
-    @classmethod
-    def from_bundle(cls, bundle: Bundle) -> Settings:
-        loc, seg, cls_ = (bundle.graph(g) for g in ("locator", "segmenter", "classifier"))
-        ensemble = bundle.manifest.ensemble
-        return cls(
-            locator_size=int(loc.preprocess["size"]),
-            locator_norm=Normalization.from_dict(loc.preprocess["normalization"]),
-            segmenter_size=int(seg.preprocess["size"]),
-            segmenter_norm=Normalization.from_dict(seg.preprocess["normalization"]),
-            classifier_size=int(cls_.preprocess["size"]),
-            classifier_norm=Normalization.from_dict(cls_.preprocess["normalization"]),
-            crop_factor=float(seg.preprocess.get("crop_factor", 2.0)),
-            log_sigma=float(loc.postprocess["log_sigma"]),
-            peak_min_distance=float(loc.postprocess["peak_min_distance"]),
-            peak_threshold=float(loc.postprocess["peak_threshold"]),
-            fovea_distance_dd=float(loc.postprocess["fovea_distance_dd"]),
-            mask_threshold=float(seg.postprocess.get("threshold", 0.5)),
-            decision_threshold=float(ensemble.get("threshold", 0.5)),
-            members=tuple(ensemble.get("members", ())),
-            vcdr_risk=VcdrRisk.from_dict(ensemble["vcdr"]) if ensemble.get("vcdr") else None,
-        )
-
-
 @dataclass
 class _Crop:
     """One disc crop on its way through the segmenter: its map from original pixels, the model input,
@@ -95,8 +51,7 @@ class _Crop:
     guess: tuple[np.ndarray, float]  # the disc centre and diameter it was cut for
     affine: Affine
     input: np.ndarray
-    disc: Ellipse | None = None
-    cup: Ellipse | None = None
+    found: DiscCup | None = None
 
 
 @dataclass
@@ -116,7 +71,9 @@ class Pipeline:
     def __init__(self, bundle: Bundle, engines: dict[str, Engine], *, workers: int | None = None):
         self.bundle = bundle
         self.engines = engines
-        self.settings = Settings.from_bundle(bundle)
+        m = bundle.manifest  # the bundle's preprocessing and post-processing, as export wrote them
+        self.locator_in, self.segmenter_in, self.classifier_in = (m.graphs[g].preprocess for g in GRAPHS)
+        self.landmarks, self.segmentation, self.ensemble = m.landmarks, m.segmentation, m.ensemble
         self._pool = ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1))
 
     @classmethod
@@ -129,15 +86,18 @@ class Pipeline:
         precision: str = "fp32",
         threads: int | None = None,
         workers: int | None = None,
+        cuda_graph: bool = False,
     ) -> Pipeline:
-        """Open the bundle (verified) and one engine per graph on the chosen backend."""
+        """Open the bundle (verified) and one engine per graph on the chosen backend (``cuda_graph``:
+        TensorRT replays each batch size as a CUDA graph)."""
         bundle = bundle if isinstance(bundle, Bundle) else load_bundle(Path(bundle))
         engines: dict[str, Engine] = {}
         try:
-            for graph in ("locator", "segmenter", "classifier"):
+            for graph in GRAPHS:
                 engines[graph] = open_engine(
-                    bundle, graph, backend=backend, device=device, precision=precision, threads=threads
-                )
+                    bundle, graph, backend=backend, device=device, precision=precision, threads=threads,
+                    cuda_graph=cuda_graph,
+                )  # fmt: skip
         except BaseException:
             for engine in engines.values():
                 engine.close()
@@ -179,20 +139,20 @@ class Pipeline:
             if min(h, w) < MIN_SIDE:
                 raise ImageReadError(name, f"{w}x{h} pixels is too small to screen (needs {MIN_SIDE} a side)")
             t1 = time.perf_counter()
-            s = self.settings
+            loc, cls_ = self.locator_in, self.classifier_in
             fov = detect_field_of_view(image)
-            full_affine = fov.view_transform(s.locator_size)
-            locator_view = fov.cut(image, full_affine, s.locator_size)
-            if s.classifier_size == s.locator_size:
+            full_affine = fov.view_transform(loc.size)
+            locator_view = fov.cut(image, full_affine, loc.size)
+            if cls_.size == loc.size:
                 classifier_view = locator_view
             else:
-                classifier_view = fov.cut(image, fov.view_transform(s.classifier_size), s.classifier_size)
+                classifier_view = fov.cut(image, fov.view_transform(cls_.size), cls_.size)
             result = Result(path=name, image_size=(w, h))
             if not fov.found:
                 result.flags.append(flags.NO_FIELD_OF_VIEW)
             prepared = _Prepared(
                 result, image, fov, full_affine, locator_view,
-                s.locator_norm(locator_view), s.classifier_norm(classifier_view),
+                loc.normalization(locator_view), cls_.normalization(classifier_view),
             )  # fmt: skip
             t2 = time.perf_counter()
             result.timings_ms.update(decode=1e3 * (t1 - t0), preprocess=1e3 * (t2 - t1))
@@ -224,7 +184,7 @@ class Pipeline:
         return out
 
     def _infer(self, live: list[_Prepared]) -> None:
-        s, n = self.settings, len(live)
+        n = len(live)
         t0 = time.perf_counter()
         maps = self.engines["locator"].run({"image": np.stack([p.locator_input for p in live])})["distance_map"]
         t1 = time.perf_counter()
@@ -250,9 +210,9 @@ class Pipeline:
                 if disc is not None:
                     crops[i], found[i] = crop, disc
         t3 = time.perf_counter()
-        size = s.classifier_size  # the classifier sees the final disc crop at its own size
+        size = self.classifier_in.size  # the classifier sees the final disc crop at its own size
         classifier_crops = [
-            s.classifier_norm(self._cut(p, _resized(crop.affine, s.segmenter_size, size), size))
+            self.classifier_in.normalization(self._cut(p, _resized(crop.affine, self.segmenter_in.size, size), size))
             for p, crop in zip(live, crops)
         ]
         classified = self.engines["classifier"].run(
@@ -277,41 +237,38 @@ class Pipeline:
     def _segment(self, live: list[_Prepared], discs: list) -> tuple[list[_Crop], list[Ellipse | None]]:
         """Disc crops at (centre, diameter) for each image, the segmenter on them, and each crop's disc
         ellipse (in original pixels; None where no disc was segmented)."""
-        s = self.settings
+        seg = self.segmenter_in
         crops = []
         for p, (centre, diameter) in zip(live, discs):
-            affine = disc_crop_transform(centre, diameter, s.segmenter_size, factor=s.crop_factor)
-            crops.append(_Crop((centre, diameter), affine, s.segmenter_norm(self._cut(p, affine, s.segmenter_size))))
+            affine = disc_crop_transform(centre, diameter, seg.size, factor=seg.crop_factor)
+            crops.append(_Crop((centre, diameter), affine, seg.normalization(self._cut(p, affine, seg.size))))
         planes = self.engines["segmenter"].run({"image": np.stack([c.input for c in crops])})["disc_cup"]
         for crop, plane in zip(crops, planes):
-            crop.disc, crop.cup = disc_cup_ellipses(plane, crop.affine, s.mask_threshold)
-        return crops, [c.disc for c in crops]
+            crop.found = self.segmentation(plane, crop.affine)
+        return crops, [c.found.disc for c in crops]
 
     def _locate_disc(self, p: _Prepared, distance_map: np.ndarray) -> tuple[np.ndarray, float]:
         """A first guess of the disc centre (original pixels) and diameter for the first crop; sets the
         record's fovea and flags. The segmenter then measures the disc itself (``_infer``)."""
-        s, r = self.settings, p.result
+        r = p.result
         side = distance_map.shape[-1]
-        landmarks = landmarks_from_map(
-            distance_map, p.locator_view, p.full_affine,
-            sigma=s.log_sigma, min_distance=s.peak_min_distance, threshold=s.peak_threshold,
-        )  # fmt: skip
+        landmarks = self.landmarks(distance_map, p.locator_view, p.full_affine)
         typical = DISC_DIAMETER_OF_FOV * 2.0 * p.fov.radius
         if landmarks is None:
             # Fallback: the brightest blob of the green channel inside the view, a typical disc size.
             r.flags.append(flags.LANDMARKS_NOT_FOUND)
-            disc = p.full_affine.inverse()(_brightest_spot(p.locator_view, s.log_sigma * side))
+            disc = p.full_affine.inverse()(_brightest_spot(p.locator_view, self.landmarks.log_sigma * side))
             return disc, typical
         disc, fovea = landmarks
         if fovea is None:
             r.flags.append(flags.FOVEA_NOT_FOUND)
             return disc, typical
         r.fovea = (float(fovea[0]), float(fovea[1]))
-        return disc, _plausible(float(np.hypot(*(disc - fovea))) / s.fovea_distance_dd, p.fov)
+        return disc, _plausible(float(np.hypot(*(disc - fovea))) / self.landmarks.fovea_distance_dd, p.fov)
 
     def _finish(self, p: _Prepared, crop: _Crop, probability, members) -> None:
-        s, r = self.settings, p.result
-        r.disc, r.cup = crop.disc, crop.cup
+        r, ensemble = p.result, self.ensemble
+        r.disc, r.cup = crop.found.disc, crop.found.cup
         w, h = r.image_size
         if r.disc is not None and not _inside(r.disc.center, w, h):
             r.disc, r.cup = None, None  # a disc whose centre lies outside the photograph is not this one
@@ -320,7 +277,7 @@ class Pipeline:
             r.cup = None
         if r.disc is None:
             r.flags.append(flags.DISC_NOT_SEGMENTED)
-            centre = crop.affine.inverse()([(s.segmenter_size - 1) / 2.0] * 2)  # where the disc was looked for
+            centre = crop.affine.inverse()([(self.segmenter_in.size - 1) / 2.0] * 2)  # where the disc was looked for
         elif r.cup is None:
             centre = r.disc.center
             r.flags.append(flags.CUP_NOT_SEGMENTED)
@@ -337,11 +294,11 @@ class Pipeline:
                 r.flags.append(flags.FOVEA_OUTSIDE_IMAGE)
         r.ensemble_probability = float(probability)
         r.glaucoma_probability = r.ensemble_probability
-        if s.vcdr_risk is not None and r.vcdr is not None:
-            r.vcdr_probability = s.vcdr_risk.probability(r.vcdr)
-            r.glaucoma_probability = s.vcdr_risk.combine(r.ensemble_probability, r.vcdr)
-        r.glaucoma = bool(r.glaucoma_probability >= s.decision_threshold)
-        r.members = {name: float(v) for name, v in zip(s.members, members)}
+        if ensemble.vcdr is not None and r.vcdr is not None:
+            r.vcdr_probability = ensemble.vcdr.probability(r.vcdr)
+            r.glaucoma_probability = ensemble.vcdr.combine(r.ensemble_probability, r.vcdr)
+        r.glaucoma = bool(r.glaucoma_probability >= ensemble.threshold)
+        r.members = {name: float(v) for name, v in zip(ensemble.members, members)}
         r.ok = True
 
     def close(self) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .ellipse import Ellipse
-from .masks import BACKGROUND, encode_refuge
+from .postprocess import DiscCup
 
 # Flags a processed image can carry.
 NO_FIELD_OF_VIEW = "no_field_of_view"  # nothing bright enough: the whole frame was used
@@ -51,11 +51,7 @@ class Result:
         if self.image_size is None:
             raise ValueError(f"{self.path}: no mask for an image that was not processed")
         w, h = self.image_size
-        if self.disc is None:
-            return np.full((h, w), BACKGROUND, np.uint8)
-        disc = self.disc.mask((h, w))
-        cup = self.cup.mask((h, w)) if self.cup is not None else np.zeros_like(disc)
-        return encode_refuge(disc, cup)
+        return DiscCup(self.disc, self.cup).refuge_mask((h, w))
 
     def to_dict(self) -> dict:
         def point(p):

@@ -30,6 +30,10 @@ def register_command(subparsers) -> None:
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime CPU threads (default: all cores)")
+    p.add_argument(
+        "--cuda-graph", action="store_true",
+        help="TensorRT: replay each batch size as a CUDA graph (lower latency at a fixed batch, e.g. --batch 1)",
+    )  # fmt: skip
     p.add_argument("--masks", action="store_true", help="write REFUGE-coded PNG masks at original size")
     p.add_argument("--overlays", action="store_true", help="write pictures of the answers for a person to check")
     p.add_argument("--refuge-submission", action="store_true", help="write OUT/refuge in the REFUGE layout")
@@ -59,8 +63,9 @@ def run(args) -> int:
     todo = [p for p in paths if identity(p) not in done]
     try:
         pipeline = Pipeline.load(
-            args.bundle, backend=args.backend, device=args.device, precision=args.precision, threads=args.threads
-        )
+            args.bundle, backend=args.backend, device=args.device, precision=args.precision, threads=args.threads,
+            cuda_graph=args.cuda_graph,
+        )  # fmt: skip
     except (BundleError, EngineError) as e:
         writer.close()
         return _usage(str(e))

@@ -2,6 +2,30 @@ import cv2
 import numpy as np
 import pytest
 
+from fundusrt.runtime.bundle import FORMAT, VERSION, EngineEntry, Ensemble, GraphFile, GraphSpec, Manifest, Preprocess
+from fundusrt.runtime.normalize import Normalization
+from fundusrt.runtime.postprocess import LandmarkPostprocess, SegmentationPostprocess
+
+
+def graph_spec(inputs, outputs, files: dict, size: int = 64, crop_factor=None) -> GraphSpec:
+    """A graph's manifest entry for unit tests: ``files`` precision -> (path, sha256)."""
+    return GraphSpec(
+        tuple(inputs), tuple(outputs), {p: GraphFile(*f) for p, f in files.items()},
+        Preprocess(size, Normalization(), crop_factor),
+    )  # fmt: skip
+
+
+def manifest_of(graphs: dict, *, engines=(), max_batch: int = 64) -> Manifest:
+    """A manifest around ``graphs`` with the default post-processing, for unit tests of one graph."""
+    return Manifest(
+        FORMAT, VERSION, {"fundusrt": "test"}, max_batch, graphs, LandmarkPostprocess.default(),
+        SegmentationPostprocess.default(), Ensemble(("m",), 0.5, "mean", None), tuple(engines),
+    )  # fmt: skip
+
+
+def engine_entry(graph: str, key: str, path: str, sha: str) -> EngineEntry:
+    return EngineEntry(graph, key, path, sha, "fp16", "10.9.0", "9.0", 64, 8, "fp32", {})
+
 
 @pytest.fixture
 def write_rgb(tmp_path):

@@ -1,4 +1,5 @@
-"""The issue's learning targets, end to end: about 80 minutes on 2 cores, so marked slow (`make test-slow`)."""
+"""The learning targets on phantoms (benchmarks/learning.py), end to end: about 80 minutes on 2 cores,
+so marked slow (`make test-slow`)."""
 
 import subprocess
 import sys

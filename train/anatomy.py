@@ -6,11 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fundusrt.runtime.constants import FOVEA_DISTANCE_DD
 from fundusrt.runtime.masks import decode_refuge, vertical_diameter
 
 from .datasets import Sample
-
-FOVEA_DISTANCE_DD = 2.5  # disc-fovea distance in disc diameters, for crops without a mask
 
 
 @dataclass(frozen=True)

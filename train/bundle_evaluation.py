@@ -20,8 +20,9 @@ from fundusrt.runtime.pipeline import Pipeline
 from .anatomy import anatomy
 from .datasets import load_specs
 from .metrics import classification_metrics, fovea_distance, segmentation_metrics
+from .tables import markdown_table
 
-# REFERENCE.md: the REFUGE baseline on REFUGE validation (MNet trained on ORIGA).
+# REFUGE's published baseline on its validation set: M-Net trained on ORIGA (Orlando et al. 2020).
 REFUGE_BASELINE = {"oc_dice": 0.870, "od_dice": 0.912, "vcdr_mae": 0.049, "auc": 0.963}
 
 
@@ -102,20 +103,14 @@ METRICS = (
 
 
 def markdown(reports: dict[str, dict]) -> str:
-    names = list(reports)
-    lines = [
-        "| metric | " + " | ".join(names) + " | REFUGE baseline (validation) |",
-        "|---|" + "---|" * (len(names) + 1),
-    ]
+    rows = []
     for key, label, fmt in METRICS:
-        if not any(key in r for r in reports.values()):
-            continue
-        cells = [fmt.format(r[key]) if key in r else "–" for r in reports.values()]
-        base = fmt.format(REFUGE_BASELINE[key]) if key in REFUGE_BASELINE else "–"
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {base} |")
+        if any(key in r for r in reports.values()):
+            cells = [fmt.format(r[key]) if key in r else None for r in reports.values()]
+            rows.append([label, *cells, fmt.format(REFUGE_BASELINE[key]) if key in REFUGE_BASELINE else None])
     counts = [f"{r['images']} / {r['failed']} / {r['flagged']}" for r in reports.values()]
-    lines.append("| images / failed / flagged | " + " | ".join(counts) + " | |")
-    return "\n".join(lines) + "\n"
+    rows.append(["images / failed / flagged", *counts, ""])
+    return markdown_table(["metric", *reports, "REFUGE baseline (validation)"], rows) + "\n"
 
 
 def register_command(subparsers) -> None:

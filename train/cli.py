@@ -1,7 +1,7 @@
-"""``fundusrt train classify|segment|locate``: the seed's recipe from the command line.
+"""``fundusrt train classify|segment|locate``: Zhao et al.'s recipe from the command line.
 
-Defaults follow the seed (§4.2): 512² inputs, disc crops of twice the disc diameter, RAdam at
-1e-3 decayed x0.1 every 30 epochs, batch 16, 200 epochs. Torch is imported only when a
+Defaults follow their training settings: 512² inputs, disc crops of twice the disc diameter, RAdam
+at 1e-3 decayed x0.1 every 30 epochs, batch 16, 200 epochs. Torch is imported only when a
 training command runs, so ``fundusrt --help`` stays fast.
 """
 
@@ -38,7 +38,7 @@ def _add_arguments(p: argparse.ArgumentParser, task: str) -> None:
     data.add_argument("--limit", type=int, help="use at most this many training samples (quick runs)")
     data.add_argument("--lodo", action="store_true", help="leave-one-dataset-out: one run per held-out dataset")
     p.add_argument("--out", type=Path, required=True, help="run folder")
-    recipe = p.add_argument_group("recipe (the seed's defaults)")
+    recipe = p.add_argument_group("recipe (Zhao et al.'s defaults)")
     recipe.add_argument("--size", type=int, default=512, help="input side in pixels (512)")
     recipe.add_argument("--epochs", type=int, default=200)
     recipe.add_argument("--batch-size", type=int, default=16)
@@ -47,16 +47,10 @@ def _add_arguments(p: argparse.ArgumentParser, task: str) -> None:
     recipe.add_argument("--lr-decay", type=float, default=0.1)
     recipe.add_argument(
         "--schedule", choices=["step", "cosine"], default="step",
-        help="step: x--lr-decay every --lr-step epochs (the seed's); cosine: anneal over the run",
+        help="step: x--lr-decay every --lr-step epochs (Zhao et al.'s); cosine: anneal over the run",
     )  # fmt: skip
     recipe.add_argument("--weights", choices=["imagenet"], help="start encoders from ImageNet (needs the internet)")
-    if task == "classify":
-        recipe.add_argument("--member", action="append", help="train only this member (repeatable)")
-        recipe.add_argument("--balance", action="store_true", help="draw glaucoma and normal equally often")
-    if task == "segment":
-        recipe.add_argument("--bce", type=float, default=0.0, help="add this weight x BCE to the soft Dice loss (0)")
-    if task == "locate":
-        recipe.add_argument("--unet-base", type=int, default=32, help="channels of the UNet's first level (32)")
+    _TASK_OPTIONS[task](recipe)
     run_group = p.add_argument_group("run")
     run_group.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     run_group.add_argument(
@@ -71,9 +65,59 @@ def _add_arguments(p: argparse.ArgumentParser, task: str) -> None:
     run_group.add_argument("--resume", action="store_true", help="continue from each member's last.pt")
 
 
-def run(args) -> int:
+def _classify_options(recipe) -> None:
+    recipe.add_argument("--member", action="append", help="train only this member (repeatable)")
+    recipe.add_argument("--balance", action="store_true", help="draw glaucoma and normal equally often")
+
+
+def _segment_options(recipe) -> None:
+    recipe.add_argument("--bce", type=float, default=0.0, help="add this weight x BCE to the soft Dice loss (0)")
+
+
+def _locate_options(recipe) -> None:
+    recipe.add_argument("--unet-base", type=int, default=32, help="channels of the UNet's first level (32)")
+
+
+_TASK_OPTIONS = {"classify": _classify_options, "segment": _segment_options, "locate": _locate_options}
+
+
+def _config(args, members):
+    """The run's ``TrainConfig`` from the command line (options a task lacks take their neutral value)."""
     import torch
 
+    from .config import TrainConfig
+    from .loop import resolve_precision
+
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    return TrainConfig(
+        task=args.task,
+        members=tuple(m.name for m in members),
+        data=args.data,
+        val=args.val,
+        val_fraction=args.val_fraction,
+        limit=args.limit,
+        size=args.size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        lr_step=args.lr_step,
+        lr_decay=args.lr_decay,
+        schedule=args.schedule,
+        balance=getattr(args, "balance", False),
+        weights=args.weights,
+        bce=getattr(args, "bce", 0.0),
+        unet_base=getattr(args, "unet_base", 32),
+        device=device,
+        precision=resolve_precision(args.precision, device),
+        minutes=args.minutes,
+        workers=args.workers if args.workers is not None else (8 if device.startswith("cuda") else 0),
+        seed=args.seed,
+        resume=args.resume,
+        versions={"python": platform.python_version(), "torch": torch.__version__},
+    )
+
+
+def run(args) -> int:
     from .datasets import leave_one_dataset_out, load_specs
     from .tasks import TASKS
 
@@ -85,35 +129,7 @@ def run(args) -> int:
         if unknown:
             sys.exit(f"fundusrt train: unknown member {unknown[0]!r}; members: {', '.join(known)}")
         members = tuple(known[n] for n in args.member)
-    from .loop import resolve_precision
-
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    config = {
-        "task": task.name,
-        "members": [m.name for m in members],
-        "data": args.data,
-        "val": args.val,
-        "val_fraction": args.val_fraction,
-        "limit": args.limit,
-        "size": args.size,
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "lr_step": args.lr_step,
-        "lr_decay": args.lr_decay,
-        "schedule": args.schedule,
-        "balance": getattr(args, "balance", False),
-        "weights": args.weights,
-        "bce": getattr(args, "bce", 0.0),
-        "unet_base": getattr(args, "unet_base", 32),
-        "device": device,
-        "precision": resolve_precision(args.precision, device),
-        "minutes": args.minutes,
-        "workers": args.workers if args.workers is not None else (8 if device.startswith("cuda") else 0),
-        "seed": args.seed,
-        "resume": args.resume,
-        "versions": {"python": platform.python_version(), "torch": torch.__version__},
-    }
+    config = _config(args, members)
     samples = _vetted(load_specs(args.data))
     if args.lodo:
         rows = []
@@ -166,27 +182,25 @@ def _split(samples, args):
 def _train(task, members, train, val, config, out: Path) -> dict:
     from .loop import fit_member
 
-    if config["limit"]:
-        train = train[: config["limit"]]
+    if config.limit:
+        train = train[: config.limit]
     out.mkdir(parents=True, exist_ok=True)
-    config = {**config, "train_samples": len(train), "val_samples": len(val)}
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    config = config.with_samples(len(train), len(val))
+    config.save(out)
     print(f"{task.name}: {len(train)} training and {len(val)} validation samples -> {out}")
     began = time.perf_counter()
-    finish = time.monotonic() + 60 * config["minutes"] if config["minutes"] else None
+    finish = time.monotonic() + 60 * config.minutes if config.minutes else None
     results = {}
     for i, member in enumerate(members):  # each member gets an equal share of the time left
         deadline = None if finish is None else time.monotonic() + (finish - time.monotonic()) / (len(members) - i)
         results[member.name] = fit_member(task, member, train, val, config, out, deadline=deadline)
     summary = {"members": results, "seconds": round(time.perf_counter() - began, 1)}
-    if task.name == "classify":
+    if task.ensemble:  # the classifier's bundle graph carries the vCDR's model beside the ensemble
         _fit_vcdr_risk(train, out, summary)
-    if task.name == "classify" and len(members) > 1 and val:
-        from .evaluate import evaluate_run
+    if task.ensemble and len(members) > 1 and val:
+        from .run_evaluation import evaluate_run
 
-        summary["ensemble"] = evaluate_run(out, val, device=config["device"], batch_size=config["batch_size"])[
-            "ensemble"
-        ]
+        summary["ensemble"] = evaluate_run(out, val, device=config.device, batch_size=config.batch_size)["ensemble"]
         print("ensemble: " + ", ".join(f"{k} {v:.4f}" for k, v in summary["ensemble"].items()))
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary.get("ensemble") or next(iter(results.values()), {})
@@ -209,13 +223,10 @@ def _fit_vcdr_risk(train, out: Path, summary: dict) -> None:
 
 
 def _print_lodo(rows) -> None:
+    from .tables import markdown_table
+
     keys = [k for k in rows[0][3] if k != "score"] if rows else []
+    lines = [[name, n_train, n_val, *(f"{metrics[k]:.4f}" if k in metrics else None for k in keys)]
+             for name, n_train, n_val, metrics in rows]  # fmt: skip
     print("\nleave-one-dataset-out")
-    print("| held out | train | val | " + " | ".join(keys) + " |")
-    print("|" + "---|" * (3 + len(keys)))
-    for name, n_train, n_val, metrics in rows:
-        print(
-            f"| {name} | {n_train} | {n_val} | "
-            + " | ".join(f"{metrics.get(k, float('nan')):.4f}" for k in keys)
-            + " |"
-        )
+    print(markdown_table(["held out", "train", "val", *keys], lines))

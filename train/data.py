@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from fundusrt.runtime.constants import CROP_FACTOR
 from fundusrt.runtime.field_of_view import FieldOfView, detect_field_of_view
 from fundusrt.runtime.geometry import Affine, disc_crop_transform, square_transform, warp
 from fundusrt.runtime.normalize import Normalization
@@ -25,8 +26,6 @@ from .anatomy import Anatomy, anatomy
 from .augment import Augment
 from .datasets import Sample
 from .targets import bi_distance_map, disc_cup_planes
-
-CROP_FACTOR = 2.0  # the seed: "about twice the diameter of the optic disc"
 
 
 def disc_view_transform(image: np.ndarray, anat: Anatomy, size: int, factor: float = CROP_FACTOR) -> Affine:

@@ -9,6 +9,7 @@ import json
 import math
 import time
 from contextlib import nullcontext
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
 from .augment import Augment
+from .config import TrainConfig
 from .models import create_model, load_checkpoint, save_checkpoint
 from .tasks import Member, Task
 
@@ -47,24 +49,22 @@ def autocast(device: torch.device, precision: str):
 
 def lr_factor(epoch: int, total: int, *, schedule: str, step: int, decay: float) -> float:
     """The learning rate of 0-based ``epoch`` relative to the base rate: ``step`` decays by ``decay``
-    every ``step`` epochs (the seed's recipe); ``cosine`` falls from 1 towards 0 over ``total`` epochs."""
+    every ``step`` epochs (Zhao et al.'s recipe); ``cosine`` falls from 1 towards 0 over ``total`` epochs."""
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * epoch / max(total, 1)))
     return decay ** (epoch // step)
 
 
-def train_one_epoch(
-    model, loader, task: Task, optimizer, device, *, bce_weight=0.0, precision="fp32", desc="train"
-) -> float:
+def train_one_epoch(model, loader, task: Task, optimizer, device, config: TrainConfig, *, desc="train") -> float:
     model.train()
     total, count = 0.0, 0
     bar = tqdm(loader, desc=desc, leave=False, unit="batch", dynamic_ncols=True)
     for batch in bar:
         batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
         optimizer.zero_grad(set_to_none=True)
-        with autocast(device, precision):
+        with autocast(device, config.precision):
             output = model(_layout(batch["image"], device))
-        loss = task.loss(output.float(), batch, bce_weight=bce_weight)
+        loss = task.loss(output.float(), batch, config)
         loss.backward()
         optimizer.step()
         total += loss.item() * len(batch["image"])
@@ -100,62 +100,64 @@ def predict(model, loader, device, *, keep_input: bool = False, precision: str =
 
 
 def fit_member(
-    task: Task, member: Member, train_samples, val_samples, config: dict, out: Path, *, deadline: float | None = None
+    task: Task,
+    member: Member,
+    train_samples,
+    val_samples,
+    config: TrainConfig,
+    out: Path,
+    *,
+    deadline: float | None = None,
 ) -> dict:
     """Train one member into ``out/<member>/``; return its best validation metrics. ``deadline``
     (``time.monotonic()`` seconds) shortens the run to the epochs that fit, annealing the schedule over them."""
     folder = Path(out) / member.name
     folder.mkdir(parents=True, exist_ok=True)
-    device = torch.device(config["device"])
-    precision = config.get("precision", "fp32")
-    torch.manual_seed(config["seed"])
-    kwargs = _model_kwargs(member, config)
-    model = create_model(member.model, **kwargs).to(device)
+    device = torch.device(config.device)
+    torch.manual_seed(config.seed)
+    model = create_model(member.model, **task.model_kwargs(config)).to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.RAdam(model.parameters(), lr=config["lr"])
-    preprocess = task.preprocess(member, config["size"])
-    schedule = dict(
-        schedule=config.get("schedule", "step"), step=config["lr_step"], decay=config["lr_decay"]
-    )  # fmt: skip
+    optimizer = torch.optim.RAdam(model.parameters(), lr=config.lr)
+    preprocess = asdict(task.preprocess(config.size))
+    schedule = dict(schedule=config.schedule, step=config.lr_step, decay=config.lr_decay)
 
-    start, best, best_metrics, total = 0, -math.inf, {}, config["epochs"]
+    start, best, best_metrics, total = 0, -math.inf, {}, config.epochs
     last_path, best_path = folder / "last.pt", folder / "best.pt"
-    if config["resume"] and last_path.exists():
+    if config.resume and last_path.exists():
         state = load_checkpoint(last_path, map_location=device)
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         start, best, best_metrics = state["epoch"], state["best_score"], state["best_metrics"]
         print(f"{member.name}: resuming after epoch {start}")
 
-    train_set = task.dataset(train_samples, member, size=config["size"], augment=Augment(), seed=config["seed"])
-    val_set = task.dataset(val_samples, member, size=config["size"], seed=config["seed"])
+    view = dict(view=member.view, size=config.size, seed=config.seed)
+    train_set = task.dataset(train_samples, **view, augment=Augment())
+    val_set = task.dataset(val_samples, **view)
     if len(train_set) == 0:
         raise ValueError(f"{member.name}: no training samples with what {task.name} needs")
-    loading = dict(num_workers=config["workers"], pin_memory=device.type == "cuda")
-    generator = torch.Generator().manual_seed(config["seed"])
-    balance = config.get("balance") and task.name == "classify"
+    loading = dict(num_workers=config.workers, pin_memory=device.type == "cuda")
+    generator = torch.Generator().manual_seed(config.seed)
     order = {"shuffle": True, "generator": generator}
-    if balance:
+    if config.balance:
         order = {"sampler": _balanced_sampler(train_set, generator)}
     train_loader = DataLoader(
-        train_set, config["batch_size"], drop_last=len(train_set) > config["batch_size"], **order, **loading
+        train_set, config.batch_size, drop_last=len(train_set) > config.batch_size, **order, **loading
     )
-    val_loader = DataLoader(val_set, config["batch_size"], **loading)
+    val_loader = DataLoader(val_set, config.batch_size, **loading)
 
     epoch, spent = start, []
     while epoch < total:
         began = time.perf_counter()
         train_set.epoch = epoch
-        lr = config["lr"] * lr_factor(epoch, total, **schedule)
+        lr = config.lr * lr_factor(epoch, total, **schedule)
         for group in optimizer.param_groups:
             group["lr"] = lr
         loss = train_one_epoch(
-            model, train_loader, task, optimizer, device, bce_weight=config["bce"], precision=precision,
-            desc=f"{member.name} {epoch + 1}/{total}",
-        )  # fmt: skip
+            model, train_loader, task, optimizer, device, config, desc=f"{member.name} {epoch + 1}/{total}"
+        )
         if len(val_set):
-            rows = predict(model, val_loader, device, keep_input=task.name == "locate", precision=precision)
+            rows = predict(model, val_loader, device, keep_input=task.keeps_view, precision=config.precision)
             metrics = task.evaluate(rows, val_set)
         else:
             metrics = {}
@@ -173,7 +175,7 @@ def fit_member(
             fits = epoch + int((deadline - time.monotonic()) // float(np.median(spent[-3:])))
             if fits < total:
                 total = max(fits, epoch)
-                print(f"{member.name}: the time budget fits {total} of {config['epochs']} epochs; "
+                print(f"{member.name}: the time budget fits {total} of {config.epochs} epochs; "
                       "the schedule anneals over those")  # fmt: skip
         checkpoint = dict(preprocess=preprocess, task=task.name, member=member.name, epoch=epoch, metrics=metrics)
         if improved:
@@ -195,9 +197,3 @@ def _balanced_sampler(dataset, generator) -> WeightedRandomSampler:
     counts = {label: labels.count(label) for label in set(labels)}
     weights = [1.0 / counts[label] for label in labels]
     return WeightedRandomSampler(weights, num_samples=len(labels), replacement=True, generator=generator)
-
-
-def _model_kwargs(member: Member, config: dict) -> dict:
-    if member.model == "unet_locator":
-        return {"base": config["unet_base"]}
-    return {"weights": config["weights"]} if config["weights"] else {}

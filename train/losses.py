@@ -16,7 +16,7 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0)
 
 
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, bce_weight: float = 0.0) -> torch.Tensor:
-    """Soft Dice on disc and cup, as the seed trains CE-Net; optionally plus ``bce_weight`` x BCE
+    """Soft Dice on disc and cup, as Zhao et al. train CE-Net; optionally plus ``bce_weight`` x BCE
     (it steadies the first epochs of a network trained from scratch)."""
     loss = soft_dice_loss(logits, target)
     if bce_weight:

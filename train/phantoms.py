@@ -21,9 +21,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from fundusrt.runtime.constants import FOVEA_DISTANCE_DD
 from fundusrt.runtime.masks import encode_refuge, vertical_cdr, vertical_diameter
-
-from .anatomy import FOVEA_DISTANCE_DD
 
 # The label: P(glaucoma | cup/disc ratio c) = sigmoid((c - CDR_MIDPOINT) / CDR_SPREAD).
 CDR_MIDPOINT = 0.55

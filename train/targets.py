@@ -1,6 +1,6 @@
-"""Training targets from ground truth: disc/cup planes, the bi-distance map, vCDR.
+"""Training targets from ground truth: disc/cup planes and the bi-distance map.
 
-The bi-distance map follows the seed's equations (1)-(2) (Meyer et al. 2018):
+The bi-distance map (Meyer et al. 2018):
     B(x, y)   = min(|(x, y) - disc centre|, |(x, y) - fovea|)
     B^N(x, y) = (1 - B(x, y) / max_Omega B) ** gamma,   gamma = 7
 on the grid of pixel centres (x = 0 .. W-1, y = 0 .. H-1) of the image the model sees. Where the
@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fundusrt.runtime.masks import decode_refuge, refuge_vcdr
-
-GAMMA = 7.0
-
-__all__ = ["GAMMA", "bi_distance_map", "disc_cup_planes", "mask_vcdr"]
+from fundusrt.runtime.constants import GAMMA
+from fundusrt.runtime.masks import decode_refuge
 
 
 def disc_cup_planes(mask: np.ndarray) -> np.ndarray:
@@ -37,8 +34,3 @@ def bi_distance_map(shape, disc_center, fovea, *, gamma: float = GAMMA) -> np.nd
     if peak == 0:  # a single pixel on both landmarks
         return np.ones((h, w), np.float32)
     return ((1.0 - b / peak) ** gamma).astype(np.float32)
-
-
-def mask_vcdr(mask: np.ndarray) -> float:
-    """Vertical cup-to-disc ratio of a REFUGE-coded mask (REFUGE's definition)."""
-    return refuge_vcdr(mask)

@@ -2,7 +2,9 @@
 
 ``auto`` takes the fastest backend present for the device: native TensorRT where it and an
 engine built for this GPU exist, else ONNX Runtime (TensorRT/CUDA providers on a GPU, the
-CPU otherwise). The engine's ``description`` says which it took.
+CPU otherwise). The engine's ``description`` says which it took. ``cuda_graph`` replays each
+batch size's TensorRT run as a CUDA graph (less launch overhead at a fixed batch, e.g. a device
+screening one photograph at a time); it needs the TensorRT backend and says so otherwise.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ def open_engine(
     device: str = "auto",
     precision: str = "fp32",
     threads: int | None = None,
+    cuda_graph: bool = False,
 ) -> Engine:
     if backend not in BACKENDS:
         raise EngineError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -41,10 +44,12 @@ def open_engine(
         from .tensorrt_engine import TensorRTEngine
 
         try:
-            return TensorRTEngine(bundle, graph, precision=precision)
+            return TensorRTEngine(bundle, graph, precision=precision, cuda_graph=cuda_graph)
         except (EngineError, BundleError):
-            if backend == "tensorrt":
-                raise  # asked for by name: say why not; auto falls through to ONNX Runtime
+            if backend == "tensorrt" or cuda_graph:
+                raise  # asked for by name (or for CUDA graphs): say why not; auto falls through to ONNX Runtime
+    if cuda_graph:
+        raise EngineError(f"CUDA graphs need the tensorrt backend on a GPU; this is {backend} on {device}")
     from .onnxruntime_engine import OnnxRuntimeEngine
 
     return OnnxRuntimeEngine(bundle, graph, precision=precision, device=device, threads=threads)

@@ -1,4 +1,5 @@
 import pytest
+from conftest import graph_spec
 
 from fundusrt.export.engines import (
     EngineBuildUnavailable,
@@ -7,14 +8,12 @@ from fundusrt.export.engines import (
     profile_shapes,
     tensorrt_builder_available,
 )
-from fundusrt.runtime.bundle import GraphSpec, TensorSpec
+from fundusrt.runtime.bundle import TensorSpec
 from fundusrt.runtime.cli import main
 
-SPEC = GraphSpec(
-    "classifier",
-    (TensorSpec("full", ("batch", 3, 256, 256)), TensorSpec("crop", ("batch", 3, 256, 256))),
-    (TensorSpec("probability", ("batch",)),),
-    {},
+SPEC = graph_spec(
+    [TensorSpec("full", ("batch", 3, 256, 256), "float32"), TensorSpec("crop", ("batch", 3, 256, 256), "float32")],
+    [TensorSpec("probability", ("batch",), "float32")],
     {},
 )
 

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from dataclasses import asdict
 
 import numpy as np
 import onnx
@@ -11,6 +12,7 @@ import pytest
 from fundusrt.export.check import TOLERANCES, check_bundle, format_table
 from fundusrt.export.engines import tensorrt_builder_available
 from fundusrt.runtime.bundle import BundleError, load_bundle, sha256
+from fundusrt.runtime.postprocess import LandmarkPostprocess, SegmentationPostprocess
 from fundusrt.train.models import load_checkpoint
 
 
@@ -23,20 +25,20 @@ def test_manifest_describes_every_graph(runs):
     bundle = load_bundle(runs["bundle"])
     m = bundle.manifest
     assert set(m.graphs) == {"locator", "segmenter", "classifier"} and m.max_batch == 16
-    assert m.producer["opset"] >= 18 and m.ensemble["members"] == ["crop_gap"]
+    assert m.producer["opset"] >= 18 and m.ensemble.members == ("crop_gap",) and m.version == 2
     for spec in m.graphs.values():
         assert set(spec.files) == {"fp32", "fp16", "int8"}
         for entry in spec.files.values():
-            assert "/" not in entry["path"] and sha256(runs["bundle"] / entry["path"]) == entry["sha256"]
+            assert "/" not in entry.path and sha256(runs["bundle"] / entry.path) == entry.sha256
         assert all(t.shape[0] == "batch" for t in spec.inputs + spec.outputs)
     seg = m.graphs["segmenter"]
     checkpoint = load_checkpoint(runs["root"] / "seg" / "cenet" / "best.pt")
-    assert seg.preprocess == checkpoint["preprocess"] and seg.postprocess["crop_factor"] == 2.0
+    assert asdict(seg.preprocess) == checkpoint["preprocess"] and seg.preprocess.crop_factor == 2.0
+    assert m.graphs["classifier"].preprocess.crop_factor == 2.0 and m.graphs["locator"].preprocess.crop_factor is None
     assert [t.name for t in m.graphs["classifier"].inputs] == ["full", "crop"]
     assert [t.name for t in m.graphs["classifier"].outputs] == ["probability", "members"]
-    assert (
-        m.graphs["locator"].postprocess["gamma"] == 7.0 and m.graphs["locator"].preprocess["normalization"]["per_image"]
-    )
+    assert m.graphs["locator"].preprocess.normalization.per_image
+    assert m.landmarks == LandmarkPostprocess.default() and m.segmentation == SegmentationPostprocess.default()
 
 
 def test_onnx_carries_its_preprocessing_and_a_dynamic_batch(runs):
@@ -93,6 +95,6 @@ def test_build_engines_on_a_gpu(runs):  # pragma: no cover - runs only where Ten
     from fundusrt.export.engines import build_engines
 
     built = build_engines(runs["bundle"], precision="fp16", max_batch=8, opt_batch=2)
-    assert {b["graph"] for b in built} == {"locator", "segmenter", "classifier"}
-    assert all(b["comparison"]["polygraphy_pass"] for b in built)
+    assert {b.graph for b in built} == {"locator", "segmenter", "classifier"}
+    assert all(b.comparison["polygraphy_pass"] for b in built)
     assert load_bundle(runs["bundle"]).manifest.engines

@@ -5,7 +5,9 @@ import pytest
 
 from fundusrt.runtime.ellipse import Ellipse, fit_largest_region, largest_component
 from fundusrt.runtime.geometry import square_transform
-from fundusrt.runtime.postprocess import disc_cup_ellipses
+from fundusrt.runtime.postprocess import DiscCup, SegmentationPostprocess
+
+READ = SegmentationPostprocess.default()
 
 
 @pytest.mark.parametrize("axes,angle", [((80, 50), 30), ((40, 60), 0), ((120, 30), 95), ((24, 18), 10)])
@@ -37,7 +39,7 @@ def test_ellipses_map_back_through_the_crop():
     crop = square_transform((1000, 700), 600, 192)
     disc_o, cup_o = Ellipse((1010, 690), (280, 300), 5), Ellipse((1012, 692), (140, 180), 0)
     planes = np.stack([e.mapped(crop).mask((192, 192)) for e in (disc_o, cup_o)]).astype(np.float32)
-    disc, cup = disc_cup_ellipses(planes, crop)
+    disc, cup = (found := READ(planes, crop)).disc, found.cup
     assert np.allclose(disc.center, disc_o.center, atol=1.5) and np.allclose(cup.center, cup_o.center, atol=1.5)
     assert disc.vertical_diameter == pytest.approx(300, abs=4)  # one crop pixel is 3.1 original pixels
     assert cup.vertical_diameter / disc.vertical_diameter == pytest.approx(180 / 300, abs=0.02)
@@ -46,7 +48,9 @@ def test_ellipses_map_back_through_the_crop():
 def test_no_cup_and_no_disc():
     crop = square_transform((100, 100), 200, 64)
     planes = np.zeros((2, 64, 64), np.float32)
-    assert disc_cup_ellipses(planes, crop) == (None, None)
+    assert READ(planes, crop) == DiscCup(None, None)
+    assert (READ(planes, crop).refuge_mask((50, 60)) == 255).all()
     planes[0, 20:40, 20:40] = 1
-    disc, cup = disc_cup_ellipses(planes, crop)
-    assert disc is not None and cup is None
+    found = READ(planes, crop)
+    assert found.disc is not None and found.cup is None
+    assert set(np.unique(found.refuge_mask((200, 200)))) == {128, 255}

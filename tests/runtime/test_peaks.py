@@ -3,7 +3,7 @@ import pytest
 
 from fundusrt.runtime.geometry import about_center, square_transform
 from fundusrt.runtime.peaks import Peak, disc_and_fovea, log_peaks
-from fundusrt.runtime.postprocess import landmarks_from_map, probabilities_to_mask
+from fundusrt.runtime.postprocess import LandmarkPostprocess, SegmentationPostprocess
 from fundusrt.train.targets import bi_distance_map
 
 
@@ -76,21 +76,24 @@ def test_landmarks_come_back_in_original_pixels():
     distance_map = bi_distance_map((256, 256), d, f)
     view = np.zeros((256, 256, 3), np.uint8)
     view[int(d[1]) - 5 : int(d[1]) + 6, int(d[0]) - 5 : int(d[0]) + 6, 1] = 255
-    found = landmarks_from_map(distance_map, view, affine)
+    found = LandmarkPostprocess.default()(distance_map, view, affine)
     assert found is not None
     scale = 1500 / 256
     assert np.linalg.norm(found[0] - disc) < scale and np.linalg.norm(found[1] - fovea) < scale
 
 
-def test_probabilities_go_back_as_a_refuge_mask():
-    affine = square_transform((300, 200), 200, 64)
+def test_probabilities_go_back_as_the_ellipses_refuge_mask():
+    affine = square_transform((300, 200), 200, 64)  # 200 original pixels on 64: 3.125 a crop pixel
     probabilities = np.zeros((2, 64, 64), np.float32)
     yy, xx = np.mgrid[:64, :64]
     probabilities[0] = np.hypot(xx - 31.5, yy - 31.5) < 16
     probabilities[1] = np.hypot(xx - 31.5, yy - 31.5) < 8
-    mask = probabilities_to_mask(probabilities, affine, (400, 600))
+    mask = SegmentationPostprocess.default()(probabilities, affine).refuge_mask((400, 600))
     assert mask.shape == (400, 600) and set(np.unique(mask)) == {0, 128, 255}
     assert mask[200, 300] == 0 and mask[200, 300 + 40] == 128 and mask[200, 300 + 60] == 255
+    # the disc's radius, 16 crop pixels, is 50 original pixels: the mask is its ellipse, not its steps
+    assert abs(np.sum(mask < 255) - np.pi * 50**2) < 0.02 * np.pi * 50**2
+    assert SegmentationPostprocess(0.99)(probabilities * 0.9, affine).disc is None  # the threshold is the bundle's
 
 
 def test_about_center_flips_and_rotates_about_the_middle():

@@ -148,13 +148,15 @@ def test_landmarks_beyond_the_frame_are_clamped_or_dropped_and_flagged(pipeline)
     from fundusrt.runtime.ellipse import Ellipse
     from fundusrt.runtime.geometry import square_transform
     from fundusrt.runtime.pipeline import _Crop
+    from fundusrt.runtime.postprocess import DiscCup
 
     def finish(disc_center, fovea, cup_center=None, looked_at=(1100, 450)):
         r = Result(path="x.jpg", image_size=(1126, 900))
         r.fovea = fovea
         crop = _Crop((np.asarray(looked_at, float), 150.0), square_transform(looked_at, 300, 192), None)
-        crop.disc = Ellipse(disc_center, (120.0, 130.0), 0.0)
-        crop.cup = Ellipse(cup_center or disc_center, (50.0, 60.0), 0.0)
+        crop.found = DiscCup(
+            Ellipse(disc_center, (120.0, 130.0), 0.0), Ellipse(cup_center or disc_center, (50.0, 60.0), 0.0)
+        )
         pipeline._finish(SimpleNamespace(result=r), crop, 0.3, [0.3])
         return r
 
@@ -171,3 +173,29 @@ def test_landmarks_beyond_the_frame_are_clamped_or_dropped_and_flagged(pipeline)
     # a cup whose centre falls outside is no cup
     r = finish((1100.0, 450.0), None, cup_center=(1127.0, 450.0))
     assert r.cup is None and r.disc is not None
+
+
+def test_a_version_1_bundle_screens_as_its_version_2_twin(tiny_runs, tmp_path):
+    """The stored version-1 manifest (as export wrote it then), pointed at this bundle's graphs."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    twin = tmp_path / "v1"
+    shutil.copytree(tiny_runs["bundle"], twin)
+    current = json.loads((twin / "manifest.json").read_text())
+    old = json.loads((Path(__file__).parent.parent / "data" / "manifest_v1.json").read_text())
+    old["max_batch"], old["ensemble"]["members"] = current["max_batch"], current["ensemble"]["members"]
+    old["ensemble"]["vcdr"] = current["ensemble"]["vcdr"]
+    for name, graph in old["graphs"].items():
+        for key in ("inputs", "outputs", "files"):
+            graph[key] = current["graphs"][name][key]
+        graph["preprocess"]["size"] = current["graphs"][name]["preprocess"]["size"]
+    (twin / "manifest.json").write_text(json.dumps(old))
+    images = [phantom(i) for i in range(3)]
+    original = tiny_runs["bundle"]
+    with Pipeline.load(twin, device="cpu", threads=1) as v1, Pipeline.load(original, device="cpu", threads=1) as v2:
+        assert v1.bundle.manifest.graphs == v2.bundle.manifest.graphs
+        old_answers = [r.to_dict() | {"timings_ms": None} for r in v1(images)]
+        new_answers = [r.to_dict() | {"timings_ms": None} for r in v2(images)]
+    assert old_answers == new_answers and all(a["ok"] for a in old_answers)

@@ -24,7 +24,7 @@ def bgr(rgb):
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    """A folder of good phantoms and every kind of bad input the issue names."""
+    """A folder of good phantoms and every kind of bad input a screening run meets."""
     root = tmp_path_factory.mktemp("inputs")
     good = root / "good"
     good.mkdir()

@@ -17,8 +17,9 @@ import types
 
 import numpy as np
 import pytest
+from conftest import engine_entry, graph_spec, manifest_of
 
-from fundusrt.runtime.bundle import Bundle, GraphSpec, Manifest, TensorSpec, engine_key, sha256
+from fundusrt.runtime.bundle import Bundle, TensorSpec, engine_key, sha256
 from fundusrt.runtime.engines import cuda, tensorrt_engine
 from fundusrt.runtime.engines.base import EngineError
 from fundusrt.runtime.engines.tensorrt_engine import TensorRTEngine
@@ -231,19 +232,16 @@ def fake_cudart(monkeypatch):
 
 
 def _bundle(root, outputs=("double", "mean")) -> Bundle:
-    files = {"fp32": {"path": "locator.onnx", "sha256": "ab" * 32}}
-    key = engine_key((9, 0), FakeTensorRT.__version__, "fp16", files["fp32"]["sha256"])
+    key = engine_key((9, 0), FakeTensorRT.__version__, "fp16", "ab" * 32)
     (root / "engines" / key).mkdir(parents=True)
     (root / "engines" / key / "locator.engine").write_bytes(b"plan")
-    spec = GraphSpec(
-        "locator",
-        (TensorSpec("image", ("batch", 3, 4, 4)),),
-        (TensorSpec(outputs[0], ("batch", 3, 4, 4)), TensorSpec(outputs[1], ("batch",))),
-        files,
-        {},
+    spec = graph_spec(
+        [TensorSpec("image", ("batch", 3, 4, 4), "float32")],
+        [TensorSpec(outputs[0], ("batch", 3, 4, 4), "float32"), TensorSpec(outputs[1], ("batch",), "float32")],
+        {"fp32": ("locator.onnx", "ab" * 32)},
     )
-    engines = [{"graph": "locator", "key": key, "path": f"engines/{key}/locator.engine", "sha256": "-"}]
-    return Bundle(root, Manifest({"locator": spec}, {}, {}, 64, engines))
+    engines = [engine_entry("locator", key, f"engines/{key}/locator.engine", "-")]
+    return Bundle(root, manifest_of({"locator": spec}, engines=engines))
 
 
 @pytest.fixture
@@ -388,6 +386,19 @@ def test_cuda_graph_is_captured_once_per_batch_size_and_replayed(tmp_path, fake_
     assert fake_cudart.graphs_destroyed == 2 and fake_cudart.released()
 
 
+def test_open_engine_passes_cuda_graphs_to_tensorrt_and_refuses_them_elsewhere(tmp_path, fake_trt, fake_cudart):
+    from fundusrt.runtime.engines import open_engine
+
+    bundle = _bundle(tmp_path)
+    with open_engine(bundle, "locator", backend="tensorrt", device="cuda", precision="fp16", cuda_graph=True) as engine:
+        engine.run({"image": np.zeros((2, 3, 4, 4), np.float32)})
+        engine.run({"image": np.zeros((2, 3, 4, 4), np.float32)})
+        assert isinstance(engine, TensorRTEngine)
+        assert fake_trt.executions == 2 and fake_cudart.launches == 2  # captured once, then replayed
+    with pytest.raises(EngineError, match="CUDA graphs need the tensorrt backend on a GPU; this is onnxruntime on cpu"):
+        open_engine(bundle, "locator", backend="onnxruntime", device="cpu", cuda_graph=True)
+
+
 def test_engine_refuses_tensors_the_manifest_does_not_name(tmp_path, fake_trt, fake_cudart):
     with pytest.raises(EngineError, match=r"engine outputs \['double', 'mean'\], manifest.json has \['heatmap'"):
         TensorRTEngine(_bundle(tmp_path, outputs=("heatmap", "mean")), "locator")
@@ -434,18 +445,21 @@ def test_real_engine_of_a_bundle_runs_on_the_gpu(tmp_path, cuda_graph):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8  # what TensorRT 10's parser reads
     onnx.save(model, tmp_path / "locator.onnx")
-    files = {"fp32": {"path": "locator.onnx", "sha256": sha256(tmp_path / "locator.onnx")}}
-    spec = GraphSpec("locator", (TensorSpec("image", tuple(shape)),), (TensorSpec("out", tuple(shape)),), files, {})
+    onnx_sha = sha256(tmp_path / "locator.onnx")
+    spec = graph_spec(
+        [TensorSpec("image", tuple(shape), "float32")], [TensorSpec("out", tuple(shape), "float32")],
+        {"fp32": ("locator.onnx", onnx_sha)},
+    )  # fmt: skip
     _, strongly_typed, fp16_flag = build_plan(int(trt.__version__.split(".")[0]), "fp32")
     plan = _build_one(
         trt, trt.Logger(trt.Logger.WARNING), tmp_path / "locator.onnx",
         profile_shapes(spec, max_batch=4, opt_batch=2), strongly_typed, fp16_flag, 1.0, tmp_path / "timing.cache",
     )  # fmt: skip
-    key = engine_key(cuda.compute_capability(), trt.__version__, "fp32", files["fp32"]["sha256"])
+    key = engine_key(cuda.compute_capability(), trt.__version__, "fp32", onnx_sha)
     (tmp_path / "engines" / key).mkdir(parents=True)
     (tmp_path / "engines" / key / "locator.engine").write_bytes(plan)
-    engines = [{"graph": "locator", "key": key, "path": f"engines/{key}/locator.engine", "sha256": "-"}]
-    bundle = Bundle(tmp_path, Manifest({"locator": spec}, {}, {}, 4, engines))
+    engines = [engine_entry("locator", key, f"engines/{key}/locator.engine", "-")]
+    bundle = Bundle(tmp_path, manifest_of({"locator": spec}, engines=engines, max_batch=4))
 
     rng = np.random.default_rng(0)
     with TensorRTEngine(bundle, "locator", precision="fp32", cuda_graph=cuda_graph) as engine:

@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from fundusrt.train.targets import GAMMA, bi_distance_map, disc_cup_planes, mask_vcdr
+from fundusrt.runtime.constants import GAMMA
+from fundusrt.runtime.masks import refuge_vcdr
+from fundusrt.train.targets import bi_distance_map, disc_cup_planes
 
 
 def test_bi_distance_map_hand_case():
@@ -31,7 +33,7 @@ def test_disc_cup_planes_and_vcdr():
     planes = disc_cup_planes(mask)
     assert planes.shape == (2, 8, 8) and planes.dtype == np.float32
     assert planes[0].sum() == 24 and planes[1].sum() == 4  # the disc includes the cup
-    assert mask_vcdr(mask) == pytest.approx(2 / 6)
+    assert refuge_vcdr(mask) == pytest.approx(2 / 6)
 
 
 def test_bi_distance_map_without_a_fovea_is_the_disc_alone():

@@ -7,8 +7,8 @@ import torch
 
 from fundusrt.runtime.cli import main
 from fundusrt.train.datasets import load_specs
-from fundusrt.train.evaluate import evaluate_run
 from fundusrt.train.models import load_model
+from fundusrt.train.run_evaluation import evaluate_run
 from fundusrt.train.synth import write_phantom_dataset
 
 
@@ -35,7 +35,7 @@ def test_locate_trains_two_steps_and_resumes(phantom_spec, tmp_path):
     assert [h["epoch"] for h in history] == [1, 2]
     model, checkpoint = load_model(run / "unet" / "best.pt")
     assert checkpoint["preprocess"]["size"] == 64 and checkpoint["preprocess"]["normalization"]["per_image"]
-    assert checkpoint["preprocess"]["gamma"] == 7.0 and checkpoint["task"] == "locate"
+    assert checkpoint["preprocess"]["crop_factor"] is None and checkpoint["task"] == "locate"
     config = json.loads((run / "config.json").read_text())
     assert config["epochs"] == 2 and config["lr"] == 1e-3 and config["batch_size"] == 4
 

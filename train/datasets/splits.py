@@ -1,4 +1,4 @@
-"""Splits: leave-one-dataset-out (the seed's protocol, §4.1) and a stable hash hold-out."""
+"""Splits: leave-one-dataset-out (Zhao et al.'s validation protocol) and a stable hash hold-out."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The seed's three model families, by name: ``list_models()``, ``create_model(name, **kwargs)``."""
+"""Zhao et al.'s three model families, by name: ``list_models()``, ``create_model(name, **kwargs)``."""
 
 from . import cenet, classifier, unet  # noqa: F401  (registers the builders)
 from .checkpoint import load_checkpoint, load_model, save_checkpoint

@@ -1,9 +1,9 @@
 """CE-Net (Gu et al., IEEE TMI 2019) for joint optic disc / cup segmentation.
 
-Structure as the reference describes it (REFERENCE.md): a ResNet34 encoder, the dense atrous
+Structure as Gu et al. describe it: a ResNet34 encoder, the dense atrous
 convolution (DAC) block and the residual multi-kernel pooling (RMP) block on the stride-32
 map, four decoder blocks with additive skips, and a transposed-convolution head. Outputs two
-logit planes, disc (including the cup) and cup; ``predict`` applies the reference's sigmoid.
+logit planes, disc (including the cup) and cup; ``predict`` applies a sigmoid per plane.
 The input side must be a multiple of 32 and at least 192 (RMP pools with kernels up to 6).
 """
 

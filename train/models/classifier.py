@@ -1,4 +1,4 @@
-"""The glaucoma classifiers: ResNet50 with the seed's heads (§1, Figure 1).
+"""The glaucoma classifiers: ResNet50 with Zhao et al.'s heads (their Figure 1).
 
 - ``gap``:  global average pooling of the last stage (2048 channels) -> linear;
 - ``2gap``: pooled last two stages (1024 + 2048), concatenated -> linear;

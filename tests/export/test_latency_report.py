@@ -2,7 +2,7 @@ import json
 
 import cv2
 
-from fundusrt.export.bench import run_bench, speedups, summarise, time_runs
+from fundusrt.export.latency_report import run_bench, speedups, summarise, time_runs
 from fundusrt.train.phantoms import render_phantom
 
 

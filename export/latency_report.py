@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from fundusrt.runtime.bundle import load_bundle
+from fundusrt.runtime.constants import GRAPHS, PRECISIONS
 from fundusrt.runtime.engines import EngineError, open_engine
+from fundusrt.train.tables import markdown_table
 
-GRAPHS = ("locator", "segmenter", "classifier")
 STAGES = ("decode", "preprocess", "locate", "crop", "segment", "classify", "postprocess")
 
 
@@ -112,7 +113,7 @@ def bench_eager(bundle, runs: dict, batches, budget) -> list[dict]:
     from .graphs import reference_graphs
 
     torch.set_num_threads(os.cpu_count() or 1)
-    modules = reference_graphs(**runs)
+    modules = reference_graphs(runs)
     rows = []
     for graph in GRAPHS:
         module = modules[graph].eval()
@@ -213,33 +214,32 @@ def markdown(report: dict) -> str:
         f"Each row: {report['budget']['warmup']} warm-up runs, then timed runs for {report['budget']['seconds']} s "
         f"(at least {report['budget']['min_runs']}); spread = p95 / p50.", "",
         "## Graphs", "",
-        "| graph | backend | precision | batch | p50 ms | p95 ms | p99 ms | spread | images/s | peak MiB | runs |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
+    rows = []
     for r in report["engines"]:
         if "skipped" in r:
-            lines.append(f"| {r['graph']} | {r['backend']} | {r['precision']} | – | skipped: {r['skipped']} ||||||")
+            rows.append([r["graph"], r["backend"], r["precision"], None, f"skipped: {r['skipped']}"])
             continue
-        lines.append(
-            f"| {r['graph']} | {r['backend']} | {r['precision']} | {r['batch']} | {r['p50_ms']:.1f} | "
-            f"{r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['spread']:.2f} | {r['images_per_s']:.2f} | "
-            f"{r['peak_mib']:.0f} | {r['runs']} |"
-        )
+        rows.append([r["graph"], r["backend"], r["precision"], r["batch"], f"{r['p50_ms']:.1f}", f"{r['p95_ms']:.1f}",
+                     f"{r['p99_ms']:.1f}", f"{r['spread']:.2f}", f"{r['images_per_s']:.2f}", f"{r['peak_mib']:.0f}",
+                     r["runs"]])  # fmt: skip
+    headers = ["graph", "backend", "precision", "batch", "p50 ms", "p95 ms", "p99 ms", "spread", "images/s"]
+    lines.append(markdown_table([*headers, "peak MiB", "runs"], rows))
     if report["speedups"]:
-        lines += ["", "## Speed-up over PyTorch eager (same run, same inputs)", "",
-                  "| graph | backend | precision | batch | speed-up |", "|---|---|---|---|---|"]  # fmt: skip
-        lines += [f"| {s['graph']} | {s['backend']} | {s['precision']} | {s['batch']} | {s['speedup']:.2f}x |"
-                  for s in report["speedups"]]  # fmt: skip
+        lines += ["", "## Speed-up over PyTorch eager (same run, same inputs)", ""]
+        speedup_rows = report["speedups"]
+        shown = ([s["graph"], s["backend"], s["precision"], s["batch"], f"{s['speedup']:.2f}x"] for s in speedup_rows)
+        lines.append(markdown_table(["graph", "backend", "precision", "batch", "speed-up"], shown))
     elif not report.get("eager"):
         lines += ["", "PyTorch eager: not measured (give --classifier/--segmenter/--locator runs to compare)."]
     if report.get("pipeline"):
-        lines += ["", "## End-to-end pipeline (median ms per image and stage)", "",
-                  "| backend | precision | batch | images/s | " + " | ".join(STAGES) + " | peak MiB |",
-                  "|---|---|---|---|" + "---|" * len(STAGES) + "---|"]  # fmt: skip
-        for p in report["pipeline"]:
-            stages = " | ".join(f"{p['stage_ms'].get(k, 0):.1f}" for k in STAGES)
-            lines.append(f"| {p['backend']} | {p['precision']} | {p['batch']} | {p['images_per_s']:.2f} | {stages} | "
-                         f"{p['peak_mib']:.0f} |")  # fmt: skip
+        lines += ["", "## End-to-end pipeline (median ms per image and stage)", ""]
+        lines.append(markdown_table(
+            ["backend", "precision", "batch", "images/s", *STAGES, "peak MiB"],
+            ([p["backend"], p["precision"], p["batch"], f"{p['images_per_s']:.2f}",
+              *(f"{p['stage_ms'].get(k, 0):.1f}" for k in STAGES), f"{p['peak_mib']:.0f}"]
+             for p in report["pipeline"]),
+        ))  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -328,7 +328,7 @@ def register_command(subparsers) -> None:
     p.add_argument("--out", type=Path, default=None, help="report folder (default: BUNDLE/bench)")
     p.add_argument("--backends", default="onnxruntime", help="comma-separated: onnxruntime,tensorrt")
     p.add_argument("--devices", default="auto", help="comma-separated: cpu,cuda (default: auto)")
-    p.add_argument("--precisions", default="fp32,fp16,int8")
+    p.add_argument("--precisions", default=",".join(PRECISIONS))
     p.add_argument("--batches", default="1,4,8,16")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--seconds", type=float, default=3.0, help="timed seconds per configuration (3)")

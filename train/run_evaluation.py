@@ -1,4 +1,5 @@
-"""Evaluating a finished run folder on any samples, with its members' best checkpoints."""
+"""Scoring a finished training run folder on any samples with its members' best checkpoints, in
+PyTorch (``bundle_evaluation`` scores an exported bundle through the runtime)."""
 
 from __future__ import annotations
 
@@ -13,20 +14,20 @@ from .tasks import TASKS
 
 
 def evaluate_run(run: Path, samples, *, device: str = "cpu", batch_size: int = 16) -> dict:
-    """``{"members": {name: metrics}, "ensemble": metrics}`` (ensemble only for classify runs):
+    """``{"members": {name: metrics}, "ensemble": metrics}`` (ensemble for a task whose members merge):
     the ensemble is the mean of the members' probabilities, as it is deployed."""
     config, members = load_run(run, map_location=device)
-    task = TASKS[config["task"]]
+    task = TASKS[config.task]
     results, probabilities, dataset = {}, [], None
     for trained in members:
-        dataset = task.dataset(samples, trained.member, size=trained.preprocess["size"])
+        dataset = task.dataset(samples, view=trained.member.view, size=trained.preprocess["size"])
         model = trained.model.to(device)
-        rows = predict(model, DataLoader(dataset, batch_size), device, keep_input=task.name == "locate")
+        rows = predict(model, DataLoader(dataset, batch_size), device, keep_input=task.keeps_view)
         results[trained.member.name] = task.evaluate(rows, dataset)
-        if task.name == "classify":
+        if task.ensemble:
             probabilities.append([float(r["output"]) for r in rows])
     summary = {"members": results}
-    if task.name == "classify" and len(members) > 1:
+    if task.ensemble and len(members) > 1:
         mean = np.mean(probabilities, axis=0)
         summary["ensemble"] = task.evaluate([{"output": p, "index": i} for i, p in enumerate(mean)], dataset)
     return summary

@@ -1,0 +1,30 @@
+"""The method's constants and the bundle's names, in one place.
+
+Training uses the constants and export writes them into every bundle's manifest; the runtime
+reads them from the manifest, never from here, so a bundle keeps the values it was made with.
+"""
+
+from __future__ import annotations
+
+GRAPHS = ("locator", "segmenter", "classifier")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+# Disc crops span twice the optic disc's diameter around its centre (Zhao et al.'s crops of "about
+# twice the diameter of the optic disc").
+CROP_FACTOR = 2.0
+# The bi-distance map's exponent (Meyer et al. 2018): B^N = (1 - B / max B) ** gamma.
+GAMMA = 7.0
+# The disc-fovea distance in disc diameters (about 4.5 mm over a 1.8 mm disc): a disc's size from
+# the two landmarks where no mask says it.
+FOVEA_DISTANCE_DD = 2.5
+# Laplacian-of-Gaussian peak finding on the bi-distance map, as fractions of the map's side:
+# sigma 0.04 (about 20 px at 512, the scale of a gamma-7 bump), peaks at least 0.1 apart.
+LOG_SIGMA = 0.04
+PEAK_MIN_DISTANCE = 0.1
+PEAK_THRESHOLD = 0.2
+# Where a second peak may be the fovea: its distance from the disc as a fraction of the field of
+# view's diameter (the map's side). The disc-fovea distance is about 4.5 mm; a 60-degree camera
+# images about 17 mm of retina across (0.26), a 45-degree one 12 mm (0.37), a 20-degree one 6 mm (0.75).
+FOVEA_SEPARATION = (0.18, 0.85)
+# Disc and cup probabilities above this are the region the ellipse is fitted to.
+MASK_THRESHOLD = 0.5
