@@ -19,7 +19,7 @@ from fundusrt.runtime.glaucoma_risk import VcdrRisk
 from fundusrt.runtime.normalize import Normalization
 from fundusrt.runtime.postprocess import LandmarkPostprocess, SegmentationPostprocess
 
-VERSION_1 = Path(__file__).parent.parent / "data" / "manifest_v1.json"  # as export wrote it before version 2
+VERSION_1 = Path(__file__).parent.parent / "fixtures" / "manifest_v1.json"  # as export wrote it before version 2
 
 
 def _bundle(root):

@@ -184,7 +184,7 @@ def test_a_version_1_bundle_screens_as_its_version_2_twin(tiny_runs, tmp_path):
     twin = tmp_path / "v1"
     shutil.copytree(tiny_runs["bundle"], twin)
     current = json.loads((twin / "manifest.json").read_text())
-    old = json.loads((Path(__file__).parent.parent / "data" / "manifest_v1.json").read_text())
+    old = json.loads((Path(__file__).parent.parent / "fixtures" / "manifest_v1.json").read_text())
     old["max_batch"], old["ensemble"]["members"] = current["max_batch"], current["ensemble"]["members"]
     old["ensemble"]["vcdr"] = current["ensemble"]["vcdr"]
     for name, graph in old["graphs"].items():
