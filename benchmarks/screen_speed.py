@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from fundusrt.export.latency_report import peak_memory_mib  # VmHWM: ru_maxrss would carry a parent's peak
+from fundusrt.runtime.constants import GRAPHS
 from fundusrt.train.tables import markdown_table
 
 ROOT = Path("runs/speed")
@@ -75,7 +76,7 @@ def phase_engines(bundle: Path, images: int, batch: int, precision: str) -> dict
     }
 
     def one_batch():
-        for g in ("locator", "segmenter", "classifier"):
+        for g in GRAPHS:
             engines[g].run(feeds[g])
 
     one_batch()  # warm-up

@@ -29,7 +29,7 @@ from fundusrt.runtime.bundle import (
     sha256,
     write_manifest,
 )
-from fundusrt.runtime.constants import GRAPHS
+from fundusrt.runtime.constants import GRAPHS, PRECISIONS
 from fundusrt.runtime.glaucoma_risk import VcdrRisk
 from fundusrt.runtime.normalize import Normalization
 from fundusrt.runtime.postprocess import LandmarkPostprocess, SegmentationPostprocess
@@ -104,7 +104,7 @@ def export_bundle(
     calibration_count: int = 64,
     max_batch: int = 64,
     threshold: float = 0.5,
-    precisions: tuple[str, ...] = ("fp32", "fp16", "int8"),
+    precisions: tuple[str, ...] = PRECISIONS,
     vcdr_weight: float | None = None,
     log=print,
 ) -> Path:

@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from fundusrt.runtime.constants import PRECISIONS
+
 
 def register_export(subparsers) -> None:
     p = subparsers.add_parser(
@@ -21,7 +23,7 @@ def register_export(subparsers) -> None:
     p.add_argument("--data", help="held-out images for --check (SPEC)")
     p.add_argument("--calibration", help="images for INT8 calibration (SPEC; default: the classifier run's data)")
     p.add_argument("--calibration-count", type=int, default=64, help="images to calibrate INT8 on (64)")
-    p.add_argument("--precision", default="fp32,fp16,int8", help="variants to write (fp32,fp16,int8)")
+    p.add_argument("--precision", default=",".join(PRECISIONS), help=f"variants to write ({','.join(PRECISIONS)})")
     p.add_argument("--max-batch", type=int, default=64, help="largest batch the graphs accept (64)")
     p.add_argument("--threshold", type=float, default=0.5, help="decision threshold on the glaucoma probability")
     p.add_argument(

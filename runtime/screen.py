@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .bundle import BundleError
+from .constants import PRECISIONS
 from .engines import BACKENDS, DEVICES, EngineError
 from .inputs import collect_inputs, identity
 from .outputs import OutputError, ResultWriter
@@ -28,7 +29,7 @@ def register_command(subparsers) -> None:
     p.add_argument("--batch", type=int, default=8, help="images per engine call (default 8)")
     p.add_argument("--backend", choices=BACKENDS, default="auto")
     p.add_argument("--device", choices=DEVICES, default="auto")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime CPU threads (default: all cores)")
     p.add_argument(
         "--cuda-graph", action="store_true",
