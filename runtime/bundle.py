@@ -205,6 +205,9 @@ def _parse(kind, value, where: str):
     raise ManifestError(f"key '{where}' must be {getattr(kind, '__name__', kind)}, got {value!r}")
 
 
+_CROP_GRAPHS_V1 = ("segmenter", "classifier")  # the version-1 graphs with a disc-crop input
+
+
 def _from_version_1(d: dict) -> dict:
     """A version-1 manifest in version 2's form, with the values the version-1 runtime used: its
     preprocessing carried unused keys (view, views, gamma) and a crop factor per graph, of which it
@@ -228,7 +231,7 @@ def _from_version_1(d: dict) -> dict:
                     "preprocess": {
                         "size": g["preprocess"]["size"],
                         "normalization": {"per_image": False, **g["preprocess"]["normalization"]},
-                        "crop_factor": None if name == "locator" else crop_factor,
+                        "crop_factor": crop_factor if name in _CROP_GRAPHS_V1 else None,
                     },
                 }
                 for name, g in graphs.items()
