@@ -1,5 +1,9 @@
 """``fundusrt screen INPUT... --bundle B --out DIR``: screen photographs, never losing a result.
 
+``--engine local`` (the default) runs the pipeline in this process; ``--engine ray`` spreads the
+same work over a Ray cluster (``ray_screening``). Either way the records come back here and are
+appended to OUT/results.jsonl one by one, and OUT/results.csv is streamed from it at the end.
+
 Exit status: 0 all images processed, 1 some failed (listed at the end), 2 a usage, bundle or
 output-folder error, 130 interrupted (``--resume`` finishes the rest).
 """
@@ -41,12 +45,18 @@ def register_command(subparsers) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in the same --out")
     p.add_argument("--retry-failed", action="store_true", help="with --resume, also redo images that failed")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    scale = p.add_argument_group("screening on a Ray cluster (pip install 'fundusrt[ray]')")
+    scale.add_argument("--engine", choices=("local", "ray"), default="local", help="where to screen (local)")
+    scale.add_argument(
+        "--address", help="the cluster: auto (the one `ray start` joined here) or HOST:PORT; default: start Ray here"
+    )
+    scale.add_argument("--workers", type=int, default=1, help="pipelines on the cluster, one per actor (1)")
+    scale.add_argument("--cpus-per-worker", type=float, default=1.0, help="cores each worker reserves (1)")
+    scale.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPU share of each worker, e.g. 0.25 (0)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from .pipeline import Pipeline  # here, so `fundusrt --help` stays fast
-
     if args.batch < 1:
         return _usage("--batch must be at least 1")
     inputs = collect_inputs(args.inputs)
@@ -63,25 +73,19 @@ def run(args) -> int:
     done = writer.done(retry_failed=args.retry_failed)
     todo = [p for p in paths if identity(p) not in done]
     try:
-        pipeline = Pipeline.load(
-            args.bundle, backend=args.backend, device=args.device, precision=args.precision, threads=args.threads,
-            cuda_graph=args.cuda_graph,
-        )  # fmt: skip
-    except (BundleError, EngineError) as e:
+        records = _local(args, todo, writer) if args.engine == "local" else _on_ray(args, todo, writer)
+    except (BundleError, EngineError, ImportError) as e:
         writer.close()
         return _usage(str(e))
     if len(todo) < len(paths):
         print(f"resuming: {len(paths) - len(todo)} of {len(paths)} images already done", file=sys.stderr)
-    print(f"engines: {_engines_line(pipeline.description)}", file=sys.stderr)
 
     previous = signal.signal(signal.SIGTERM, _terminate)  # a kill from a scheduler ends like Ctrl-C
     interrupted = False
     try:
-        with pipeline, _progress(len(todo), args.quiet) as bar:
+        with _progress(len(todo), args.quiet) as bar:
             batch_left = 0
-            for result in pipeline.stream(todo, batch_size=args.batch, keep_images=args.overlays):
-                writer.write(result)
-                result.image = None
+            for _ in records:
                 bar.update(1)
                 batch_left = (batch_left or args.batch) - 1
                 if batch_left == 0:
@@ -93,20 +97,67 @@ def run(args) -> int:
         return _usage(str(e))
     finally:
         signal.signal(signal.SIGTERM, previous)
-    records = writer.finish()
-    wanted = {identity(p) for p in paths}
-    mine = [r for r in records if identity(r["path"]) in wanted]
-    failed = [r for r in mine if not r["ok"]]
-    print(f"{len(mine) - len(failed)} of {len(paths)} images screened; results in {args.out}", file=sys.stderr)
+    summary = writer.finish({identity(p) for p in paths})
+    print(f"{summary.screened} of {len(paths)} images screened; results in {args.out}", file=sys.stderr)
     if interrupted:
-        print(f"interrupted: {len(paths) - len(mine)} images left; rerun with --resume to finish", file=sys.stderr)
+        left = len(paths) - summary.images
+        print(f"interrupted: {left} images left; rerun with --resume to finish", file=sys.stderr)
         return 130
-    if failed:
-        print(f"{len(failed)} images failed:", file=sys.stderr)
-        for r in failed:
-            print(f"  {r['error']}", file=sys.stderr)
+    if summary.errors:
+        print(f"{len(summary.errors)} images failed:", file=sys.stderr)
+        for error in summary.errors:
+            print(f"  {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _local(args, todo, writer):
+    """Screen here; yields as each record is written. Opens the engines before the first."""
+    from .pipeline import Pipeline  # here, so `fundusrt --help` stays fast
+
+    pipeline = Pipeline.load(
+        args.bundle, backend=args.backend, device=args.device, precision=args.precision, threads=args.threads,
+        cuda_graph=args.cuda_graph,
+    )  # fmt: skip
+    print(f"engines: {_engines_line(pipeline.description)}", file=sys.stderr)
+
+    def records():
+        with pipeline:
+            for result in pipeline.stream(todo, batch_size=args.batch, keep_images=args.overlays):
+                writer.write(result)
+                result.image = None
+                yield
+
+    return records()
+
+
+def _on_ray(args, todo, writer):
+    """Screen on a Ray cluster; yields as each record comes back and is written."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise ImportError("--engine ray needs Ray: pip install 'fundusrt[ray]'") from None
+    from .bundle import load_bundle
+    from .ray_screening import Cluster, screen_on_ray
+
+    load_bundle(args.bundle)  # refuse a bad bundle here, not on every worker
+    cluster = Cluster(args.address, args.workers, args.cpus_per_worker, args.gpus_per_worker)
+    side = writer.side_files
+    stream = screen_on_ray(
+        [(p, side.names[identity(p)]) for p in todo],
+        bundle=args.bundle.resolve(), cluster=cluster, batch_size=args.batch, quiet=args.quiet,
+        pipeline=dict(backend=args.backend, device=args.device, precision=args.precision, cuda_graph=args.cuda_graph),
+        side_files=dict(out=str(side.out.resolve()), masks=side.masks, overlays=side.overlays, refuge=side.refuge),
+    )  # fmt: skip
+    print(f"engines: Ray, {args.workers} workers x {args.cpus_per_worker:g} CPU, {args.gpus_per_worker:g} GPU",
+          file=sys.stderr)  # fmt: skip
+
+    def records():
+        for record in stream:
+            writer.append(record)
+            yield
+
+    return records()
 
 
 def _terminate(signum, frame):

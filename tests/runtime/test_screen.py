@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from fundusrt.runtime.cli import main
-from fundusrt.runtime.outputs import read_records
+from fundusrt.runtime.inputs import identity
+from fundusrt.runtime.outputs import ResultWriter, read_records
+from fundusrt.runtime.result import Result
 from fundusrt.train.phantoms import render_phantom
 
 
@@ -223,3 +225,52 @@ def test_ctrl_c_ends_cleanly_with_status_130(tiny_runs, many, tmp_path):
     done = read_records(log)[0]
     assert len(done) < MANY and os.path.getsize(log) == sum(len(json.dumps(r)) + 1 for r in done)
     assert (out / "results.csv").is_file()
+
+
+def _result(name: str, ok: bool, p: float = 0.5) -> Result:
+    r = Result(path=f"/photos/{name}", ok=ok, image_size=(100, 80))
+    if ok:
+        r.glaucoma_probability, r.glaucoma, r.fovea = p, p >= 0.5, (40.0, 30.0)
+        r.members = {f"member_{i}": p for i in range(5)}
+        r.timings_ms = {stage: 1.0 for stage in ("decode", "preprocess", "locate", "segment", "classify")}
+    else:
+        r.error = f"/photos/{name}: unreadable"
+    return r
+
+
+def test_the_tables_hold_the_latest_record_of_each_image_after_a_retry(tmp_path):
+    writer = ResultWriter(tmp_path, refuge=True)
+    for name, ok in (("a.jpg", True), ("b.jpg", False), ("c.jpg", True)):
+        writer.write(_result(name, ok))
+    writer.finish()
+    again = ResultWriter(tmp_path, refuge=True, resume=True)
+    assert again.done(retry_failed=True) == {identity("/photos/a.jpg"), identity("/photos/c.jpg")}
+    again.write(_result("b.jpg", True, p=0.9))  # the retry succeeds
+    summary = again.finish({identity("/photos/a.jpg"), identity("/photos/b.jpg")})
+    assert (summary.images, summary.screened, summary.errors) == (2, 2, [])
+    with open(tmp_path / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(Path(r["path"]).name, r["ok"], r["glaucoma_probability"]) for r in rows] == [
+        ("a.jpg", "True", "0.5"), ("c.jpg", "True", "0.5"), ("b.jpg", "True", "0.9"),
+    ]  # fmt: skip
+    risks = (tmp_path / "refuge" / "classification_results.csv").read_text().splitlines()
+    assert risks == ["FileName,Glaucoma Risk", "a.jpg,0.5", "c.jpg,0.5", "b.jpg,0.9"]
+    assert len(read_records(tmp_path / "results.jsonl")[0]) == 4  # the log keeps every record
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_the_writer_keeps_no_records_in_memory(tmp_path):
+    """What it holds grows by one small index entry per image, not by the records (about 1.5 kB each)."""
+    import tracemalloc
+
+    writer = ResultWriter(tmp_path)
+    results = [_result(f"photograph_{i:05d}.jpg", True) for i in range(2000)]
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for r in results:
+        writer.write(r)
+    held = tracemalloc.get_traced_memory()[0] - before
+    summary = writer.finish()
+    tracemalloc.stop()
+    assert summary.screened == 2000
+    assert held / 2000 < 400, f"{held / 2000:.0f} bytes held per image"
