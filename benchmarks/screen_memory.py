@@ -1,7 +1,8 @@
-"""The memory of `fundusrt screen` as a run grows: its resident set sampled while it screens N small
-images (hard links to a few phantoms, so making them is instant), against the images done.
+"""The memory of `fundusrt screen` as a run grows: the driver's resident set sampled while it screens N
+small images (hard links to a few phantoms, so making them is instant), against the images done;
+locally or on Ray (a local Ray started by the driver; the workers' memory is theirs, not the driver's).
 
-    python benchmarks/screen_memory.py --bundle BUNDLE --images 10000 --out DIR [--batch 8]
+    python benchmarks/screen_memory.py --bundle BUNDLE --images 10000 --out DIR [--batch 8] [--engine ray]
 
 Prints the resident set at each tenth of the run and its growth from the first tenth to the end: a
 writer that kept every record would grow by about 1.5 kB per image (15 MB per 10,000).
@@ -45,6 +46,7 @@ def main() -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--width", type=int, default=320, help="phantom width in pixels (320)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local", help="ray: 2 workers of 1 CPU each")
     args = p.parse_args()
 
     sources = args.out / "phantoms"
@@ -57,9 +59,11 @@ def main() -> int:
         link = inputs / f"{i:06d}.jpg"
         if not link.exists():
             os.link(originals[i % len(originals)], link)
-    screened = args.out / "screen"
+    screened = args.out / f"screen-{args.engine}"
     command = [sys.executable, "-m", "fundusrt.runtime.cli", "screen", str(inputs), "--bundle", str(args.bundle),
-               "--out", str(screened), "--batch", str(args.batch), "--quiet"]  # fmt: skip
+               "--out", str(screened), "--batch", str(args.batch), "--quiet", "--engine", args.engine]  # fmt: skip
+    if args.engine == "ray":
+        command += ["--workers", "2"]
     if (screened / "results.jsonl").exists():
         command.append("--resume")
     began = time.perf_counter()
@@ -79,7 +83,7 @@ def main() -> int:
         near = [rss for done, rss in samples if (k - 1) * tenth < done <= k * tenth]
         if near:
             rows.append([f"{k * tenth}", f"{max(near):.1f}"])
-    print(f"{args.images} images of {args.width} px, batch {args.batch}, {os.cpu_count()} cores, "
+    print(f"{args.engine}: {args.images} images of {args.width} px, batch {args.batch}, {os.cpu_count()} cores, "
           f"{seconds:.0f} s ({args.images / seconds:.1f} images/s)\n")  # fmt: skip
     print(markdown_table(["images done", "resident set, peak in that tenth (MiB)"], rows))
     first, last = float(rows[0][1]), float(rows[-1][1])

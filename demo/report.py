@@ -60,7 +60,7 @@ def _training(out: Path, recipe: dict) -> str:
         plots.append(_loss_plot(out, task, run))
     headers = ["stage", "recipe", "member", "best epoch", "validation metrics", "time"]
     lines = ["## Training (best epoch on the 20 % held out by name)", "", markdown_table(headers, rows), ""]
-    lines += +[f"![{task} loss]({p})" for task, p in zip(("locate", "segment", "classify"), plots) if p]
+    lines += [f"![{task} loss]({p})" for task, p in zip(("locate", "segment", "classify"), plots) if p]
     return "\n".join(lines)
 
 
