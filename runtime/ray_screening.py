@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,17 @@ class Cluster:
     workers: int = 1
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
+
+
+def _reachable(address: str | None, timeout: float = 5.0) -> None:
+    """A HOST:PORT that does not answer is refused at once (Ray itself would keep retrying)."""
+    if not address or address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as e:
+        raise ConnectionError(f"no Ray cluster answers at {address} ({e})") from None
 
 
 class Screener:
@@ -77,17 +89,19 @@ def screen_on_ray(
     quiet: bool = True,
 ) -> Iterator[dict]:
     """Records (``Result.to_dict()``) of the (path, side-file name) ``inputs``, as the cluster finishes
-    them (not in input order)."""
+    them (not in input order). Connects at once (a wrong address raises ConnectionError here); the work
+    starts when the records are iterated."""
     import ray
 
+    items = [{"path": str(p), "file": os.path.abspath(p), "name": name} for p, name in inputs]
+    if not items:
+        return iter(())
     if not ray.is_initialized():
+        _reachable(cluster.address)
         ray.init(address=cluster.address, include_dashboard=False, logging_level="ERROR", log_to_driver=not quiet)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the driver's own bar counts records
     context.print_on_execution_start = False
-    items = [{"path": str(p), "file": os.path.abspath(p), "name": name} for p, name in inputs]
-    if not items:
-        return
     records = ray.data.from_items(items).map_batches(
         Screener,
         fn_constructor_kwargs={
@@ -102,5 +116,4 @@ def screen_on_ray(
         batch_size=batch_size * BATCHES_PER_TASK,
         batch_format="numpy",
     )
-    for row in records.iter_rows():
-        yield json.loads(row["record"])
+    return (json.loads(row["record"]) for row in records.iter_rows())

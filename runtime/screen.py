@@ -74,7 +74,7 @@ def run(args) -> int:
     todo = [p for p in paths if identity(p) not in done]
     try:
         records = _local(args, todo, writer) if args.engine == "local" else _on_ray(args, todo, writer)
-    except (BundleError, EngineError, ImportError) as e:
+    except (BundleError, EngineError, ImportError, ConnectionError) as e:
         writer.close()
         return _usage(str(e))
     if len(todo) < len(paths):

@@ -35,6 +35,14 @@ def _without_timings(path: Path) -> dict:
     return {r["path"]: {k: v for k, v in r.items() if k != "timings_ms"} for r in records}
 
 
+def test_an_address_nobody_answers_is_a_one_line_usage_error(tiny_runs, tmp_path, capsys):
+    folder = _phantoms(tmp_path / "images", 1)
+    rc = main(["screen", str(folder), "--bundle", str(tiny_runs["bundle"]), "--out", str(tmp_path / "out"),
+               "--engine", "ray", "--address", "127.0.0.1:1", "--quiet"])  # fmt: skip
+    assert rc == 2
+    assert "no Ray cluster answers at 127.0.0.1:1" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
