@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from fundusrt.runtime.outputs import read_records
-from fundusrt.train.synth import write_phantom_dataset
+from fundusrt.train.synth import linked_phantoms
 from fundusrt.train.tables import markdown_table
 
 
@@ -65,16 +65,7 @@ def main() -> int:
     args = p.parse_args()
     cores = os.cpu_count() or 1
 
-    sources = args.out / "phantoms"
-    if not (sources / "phantoms.csv").exists():
-        write_phantom_dataset(sources, 40, seed=600, width=args.width)
-    originals = sorted(sources.rglob("*.jpg"))
-    images = args.out / "images"
-    images.mkdir(parents=True, exist_ok=True)
-    for i in range(args.images):
-        link = images / f"{i:05d}.jpg"
-        if not link.exists():
-            os.link(originals[i % len(originals)], link)
+    images = linked_phantoms(args.out, args.images, seed=600, width=args.width)
 
     configurations = {
         f"local, {cores} threads": [],

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from fundusrt.train.synth import write_phantom_dataset
+from fundusrt.train.synth import linked_phantoms
 from fundusrt.train.tables import markdown_table
 
 
@@ -49,16 +49,7 @@ def main() -> int:
     p.add_argument("--engine", choices=["local", "ray"], default="local", help="ray: 2 workers of 1 CPU each")
     args = p.parse_args()
 
-    sources = args.out / "phantoms"
-    if not (sources / "phantoms.csv").exists():
-        write_phantom_dataset(sources, 40, seed=500, width=args.width)
-    originals = sorted(sources.rglob("*.jpg"))
-    inputs = args.out / "inputs"
-    inputs.mkdir(parents=True, exist_ok=True)
-    for i in range(args.images):
-        link = inputs / f"{i:06d}.jpg"
-        if not link.exists():
-            os.link(originals[i % len(originals)], link)
+    inputs = linked_phantoms(args.out, args.images, seed=500, width=args.width)
     screened = args.out / f"screen-{args.engine}"
     command = [sys.executable, "-m", "fundusrt.runtime.cli", "screen", str(inputs), "--bundle", str(args.bundle),
                "--out", str(screened), "--batch", str(args.batch), "--quiet", "--engine", args.engine]  # fmt: skip

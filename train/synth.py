@@ -50,6 +50,22 @@ def _encode_for_pool(args):
     return phantom.truth, jpg, bmp  # pixels stay in the worker; only the encoded bytes travel
 
 
+def linked_phantoms(out: Path, count: int, *, seed: int, width: int, distinct: int = 40) -> Path:
+    """``out/inputs`` holding ``count`` image files that are hard links to ``distinct`` phantoms (rendered
+    once, under ``out/phantoms``): many inputs for throughput and memory benchmarks at no rendering cost."""
+    sources = Path(out) / "phantoms"
+    if not (sources / "phantoms.csv").exists():
+        write_phantom_dataset(sources, distinct, seed=seed, width=width)
+    originals = sorted(sources.rglob("*.jpg"))
+    inputs = Path(out) / "inputs"
+    inputs.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        link = inputs / f"{i:06d}.jpg"
+        if not link.exists():
+            os.link(originals[i % len(originals)], link)
+    return inputs
+
+
 def write_phantom_dataset(
     out: Path, n: int, *, seed: int = 0, width: int | None = None, jobs: int = 1, progress: bool = False
 ) -> list[dict]:
