@@ -88,10 +88,10 @@ def _loss_plot(out: Path, task: str, run: Path) -> str | None:
 def _parity(out: Path) -> str:
     rows = _json(out / "bundle" / "check.json")
     if not rows:
-        return "## Parity: ONNX against PyTorch\n\nNot run."
-    missed = [f"{r['graph']} {r['precision']}" for r in rows if not r["ok"]]
+        return "## Parity: the engines against PyTorch\n\nNot run."
+    missed = [f"{r['graph']} {r.get('backend', 'onnxruntime')} {r['precision']}" for r in rows if not r["ok"]]
     verdict = "every graph and precision within tolerance" if not missed else "outside tolerance: " + ", ".join(missed)
-    return ("## Parity: ONNX against PyTorch (held-out phantoms)\n\n"
+    return ("## Parity: the engines against PyTorch (held-out phantoms)\n\n"
             f"`fundusrt export --check`: {verdict}.\n\n" + format_table(rows))  # fmt: skip
 
 

@@ -1,20 +1,24 @@
-"""``fundusrt export --check``: every graph and precision of a bundle against PyTorch FP32.
+"""``fundusrt export --check``: every graph of a bundle, on every CPU backend and precision, against
+PyTorch FP32.
 
-On held-out images, each ONNX variant runs in ONNX Runtime (CPU) beside the PyTorch models it
-came from. Raw agreement (probability drift, mask pixels, map values, peak positions) and the
-task metrics (REFUGE's, through the runtime's post-processing) are reported side by side; each
-row passes or fails its tolerance (each task's ``parity``).
+On held-out images, each ONNX variant runs through the runtime's own engines beside the PyTorch
+models it came from: ONNX Runtime at each precision the bundle holds, and OpenVINO (where it is
+installed) at FP32, BF16 (where the CPU has it) and INT8. Raw agreement (probability drift, mask
+pixels, map values, peak positions) and the task metrics (REFUGE's, through the runtime's
+post-processing) are reported side by side; each row passes or fails its tolerance (each task's
+``parity``).
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
-from fundusrt.runtime.bundle import load_bundle
+from fundusrt.runtime.bundle import Bundle, load_bundle
+from fundusrt.runtime.engines import EngineError, open_engine
 from fundusrt.train.tables import markdown_table
 from fundusrt.train.tasks import BY_GRAPH
 
@@ -27,44 +31,65 @@ TOLERANCES = {
     "fp32": {"probability": 1e-4, "mask_agreement": 0.999, "map": 1e-4, "peak_px": 0.01},
     "fp16": {"probability": 5e-3, "mask_agreement": 0.995, "map": None, "peak_px": 1.0},
     "int8": {"probability": 2e-2, "mask_agreement": 0.99, "map": None, "peak_px": 1.0},
+    # BF16 keeps FP32's range with an 8-bit mantissa: held to the task-level agreement a user sees.
+    "bf16": {"probability": 1e-2, "mask_agreement": 0.995, "map": None, "peak_px": 1.0},
 }
+OPENVINO_PRECISIONS = ("fp32", "bf16", "int8")
 
 
 def check_bundle(
-    bundle_root: Path, *, classifier: Path, segmenter: Path, locator: Path, samples, threads: int = 0
+    bundle_root: Path, *, classifier: Path, segmenter: Path, locator: Path, samples, threads: int | None = None
 ) -> list[dict]:
-    """One row per graph and precision, with ``ok`` telling whether it met its tolerances."""
+    """One row per graph, backend and precision, with ``ok`` telling whether it met its tolerances."""
     bundle = load_bundle(bundle_root)
     references = reference_graphs({"locator": locator, "segmenter": segmenter, "classifier": classifier})
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
     rows = []
     for graph, reference in references.items():
         task, spec = BY_GRAPH[graph], bundle.graph(graph)
-        sessions = {
-            p: ort.InferenceSession(str(bundle.file(graph, p)), options, providers=["CPUExecutionProvider"])
-            for p in spec.files
-        }
-        outputs = {p: [] for p in ["torch", *sessions]}
+        engines = candidate_engines(bundle, graph, threads)
+        outputs = {key: [] for key in ["torch", *engines]}
         batches = list(graph_batches(task, samples, spec.preprocess.size))
         with torch.no_grad():
             for batch in batches:
                 tensors = [torch.from_numpy(batch["inputs"][t.name]) for t in spec.inputs]
                 result = reference.eval()(*tensors)
                 outputs["torch"].append([r.numpy() for r in (result if isinstance(result, tuple) else (result,))])
-                for precision, session in sessions.items():
-                    outputs[precision].append(session.run(None, batch["inputs"]))
-        merged = {p: [np.concatenate([b[i] for b in v]) for i in range(len(v[0]))] for p, v in outputs.items()}
+                for key, engine in engines.items():
+                    answer = engine.run(batch["inputs"])
+                    outputs[key].append([answer[t.name] for t in spec.outputs])
+        for engine in engines.values():
+            engine.close()
+        merged = {k: [np.concatenate([b[i] for b in v]) for i in range(len(v[0]))] for k, v in outputs.items()}
         dataset = batches[0]["dataset"] if batches else None
         meta = [row for b in batches for row in b["rows"]]
-        for precision in sessions:
-            compared = task.parity(merged["torch"], merged[precision], dataset, meta, TOLERANCES[precision])
-            rows.append({"graph": graph, "precision": precision, "images": len(meta), **compared})
+        for backend, precision in engines:
+            compared = task.parity(merged["torch"], merged[(backend, precision)], dataset, meta, TOLERANCES[precision])
+            rows.append({"graph": graph, "backend": backend, "precision": precision, "images": len(meta), **compared})
     return rows
 
 
+def candidate_engines(bundle: Bundle, graph: str, threads: int | None) -> dict:
+    """(backend, precision) -> engine, on the CPU: ONNX Runtime at each precision the bundle holds; OpenVINO
+    at FP32, BF16 and INT8 where it is installed and can (a line on stderr says where it cannot)."""
+    files = bundle.graph(graph).files
+    engines = {}
+    wanted = [("onnxruntime", p) for p in files] + [
+        ("openvino", p) for p in OPENVINO_PRECISIONS if p in files or p == "bf16"
+    ]
+    for backend, precision in wanted:
+        try:
+            engines[backend, precision] = open_engine(
+                bundle, graph, backend=backend, device="cpu", precision=precision, threads=threads
+            )
+        except EngineError as e:
+            if backend == "onnxruntime":
+                raise
+            print(f"{graph} {backend} {precision}: not checked ({e})", file=sys.stderr)
+    return engines
+
+
 def format_table(rows: list[dict]) -> str:
-    first = ["graph", "precision", "images"]
+    first = ["graph", "backend", "precision", "images"]
     keys = first + sorted({k for r in rows for k in r} - {*first, "ok"}) + ["ok"]
     return markdown_table(keys, ([_cell(r.get(k)) for k in keys] for r in rows))
 

@@ -1,4 +1,7 @@
-"""``fundusrt export`` and ``fundusrt build-engines``. Torch is imported only when they run."""
+"""The export side's commands: ``fundusrt export``, ``fundusrt build-engines`` and ``fundusrt bench``.
+
+Registering them imports nothing beyond the standard library and the runtime's constants; torch,
+ONNX and the engines are imported when a command runs, so ``fundusrt --help`` answers at once."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from fundusrt.runtime.constants import PRECISIONS
+from fundusrt.runtime.constants import PRECISIONS, RUN_PRECISIONS
 
 
 def register_export(subparsers) -> None:
@@ -66,7 +69,7 @@ def _check(args) -> int:
     )  # fmt: skip
     print(format_table(rows))
     (Path(args.check) / "check.json").write_text(json.dumps(rows, indent=2) + "\n")
-    failed = [f"{r['graph']}/{r['precision']}" for r in rows if not r["ok"]]
+    failed = [f"{r['graph']}/{r['backend']}/{r['precision']}" for r in rows if not r["ok"]]
     print("all within tolerance" if not failed else f"outside tolerance: {', '.join(failed)}")
     return 1 if failed else 0
 
@@ -100,3 +103,32 @@ def _build_engines(args) -> int:
     for entry in built:
         print(f"{entry.graph}: {entry.path}")
     return 0
+
+
+def register_bench(subparsers) -> None:
+    p = subparsers.add_parser("bench", help="latency, throughput and memory of a bundle, against PyTorch eager")
+    p.add_argument("bundle", type=Path)
+    p.add_argument("--out", type=Path, default=None, help="report folder (default: BUNDLE/bench)")
+    p.add_argument("--backends", default="onnxruntime,openvino", help="comma-separated: onnxruntime,openvino,tensorrt")
+    p.add_argument("--devices", default="auto", help="comma-separated: cpu,cuda (default: auto)")
+    p.add_argument(
+        "--precisions", default=",".join(RUN_PRECISIONS), help="comma-separated; each backend runs those it takes"
+    )
+    p.add_argument("--batches", default="1,4,8,16")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--seconds", type=float, default=3.0, help="timed seconds per configuration (3)")
+    p.add_argument("--min-runs", type=int, default=3)
+    p.add_argument("--max-runs", type=int, default=200)
+    p.add_argument("--classifier", type=Path, help="the runs behind the bundle: adds PyTorch eager")
+    p.add_argument("--segmenter", type=Path)
+    p.add_argument("--locator", type=Path)
+    p.add_argument("--images", nargs="*", default=None,
+                   help="images (or folders) for the end-to-end pipeline; default: 16 phantoms")  # fmt: skip
+    p.add_argument("--pipeline-batch", type=int, default=8)
+    p.set_defaults(func=_bench)
+
+
+def _bench(args) -> int:
+    from .latency_report import run_command
+
+    return run_command(args)

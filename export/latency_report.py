@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from fundusrt.runtime.bundle import load_bundle
-from fundusrt.runtime.constants import GRAPHS, PRECISIONS
+from fundusrt.runtime.constants import GRAPHS, file_precision
 from fundusrt.runtime.engines import EngineError, open_engine
 from fundusrt.train.tables import markdown_table
 
@@ -83,7 +83,7 @@ def bench_engines(bundle, backends, devices, precisions, batches, budget) -> lis
         for device in devices:
             for precision in precisions:
                 for graph in GRAPHS:
-                    if precision not in bundle.graph(graph).files:
+                    if file_precision(precision) not in bundle.graph(graph).files:
                         continue
                     try:
                         engine = open_engine(bundle, graph, backend=backend, device=device, precision=precision)
@@ -168,7 +168,8 @@ def machine() -> dict:
         "cpu": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
         "platform": platform.platform(),
     }  # fmt: skip
-    for name in ("numpy", "cv2", "onnxruntime", "torch", "tensorrt"):
+    facts["cpu_features"] = cpu_features()
+    for name in ("numpy", "cv2", "onnxruntime", "openvino", "torch", "tensorrt"):
         module = sys.modules.get(name)
         if module is None and name != "torch":
             try:
@@ -176,7 +177,7 @@ def machine() -> dict:
             except ImportError:
                 continue
         if module is not None:
-            facts[name] = getattr(module, "__version__", "?")
+            facts[name] = getattr(module, "__version__", "?").split("-")[0]
     try:
         from fundusrt.runtime.engines.cuda import device_name, gpu_count
 
@@ -184,6 +185,30 @@ def machine() -> dict:
     except Exception:
         facts["gpu"] = None
     return facts
+
+
+# What the CPU's vector units offer, as /proc/cpuinfo names them: the features that decide whether
+# BF16 (native: AVX-512 BF16 or AMX) and INT8 (VNNI) can beat FP32.
+CPU_FEATURES = {
+    "AVX2": ("avx2",),
+    "AVX-512": ("avx512f",),
+    "VNNI": ("avx512_vnni", "avx_vnni"),
+    "AVX-512 BF16": ("avx512_bf16",),
+    "AMX": ("amx_bf16", "amx_int8"),
+}
+
+
+def cpu_features() -> list[str]:
+    """The CPU features above that this machine has (empty where /proc/cpuinfo cannot be read)."""
+    flags: set[str] = set()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    return [name for name, names in CPU_FEATURES.items() if flags.intersection(names)]
 
 
 def _cpu_model() -> str:
@@ -208,8 +233,10 @@ def markdown(report: dict) -> str:
     m = report["machine"]
     lines = [
         "# fundusrt bench", "",
-        f"Bundle `{report['bundle']}`; {m['cpu']}, {m['cores']} cores; GPU: {m.get('gpu') or 'none'}; "
-        f"Python {m['python']}, ONNX Runtime {m.get('onnxruntime', '–')}, OpenCV {m.get('cv2', '–')}, "
+        f"Bundle `{report['bundle']}`; {m['cpu']}, {m['cores']} cores "
+        f"({', '.join(m.get('cpu_features') or ['features unknown'])}); GPU: {m.get('gpu') or 'none'}; "
+        f"Python {m['python']}, ONNX Runtime {m.get('onnxruntime', '–')}, OpenVINO {m.get('openvino', 'absent')}, "
+        f"OpenCV {m.get('cv2', '–')}, "
         f"torch {m.get('torch', '–')}, TensorRT {m.get('tensorrt', 'absent')}.", "",
         f"Each row: {report['budget']['warmup']} warm-up runs, then timed runs for {report['budget']['seconds']} s "
         f"(at least {report['budget']['min_runs']}); spread = p95 / p50.", "",
@@ -322,28 +349,8 @@ def run_bench(bundle_path: Path, *, out: Path, backends, devices, precisions, ba
     return report
 
 
-def register_command(subparsers) -> None:
-    p = subparsers.add_parser("bench", help="latency, throughput and memory of a bundle, against PyTorch eager")
-    p.add_argument("bundle", type=Path)
-    p.add_argument("--out", type=Path, default=None, help="report folder (default: BUNDLE/bench)")
-    p.add_argument("--backends", default="onnxruntime", help="comma-separated: onnxruntime,tensorrt")
-    p.add_argument("--devices", default="auto", help="comma-separated: cpu,cuda (default: auto)")
-    p.add_argument("--precisions", default=",".join(PRECISIONS))
-    p.add_argument("--batches", default="1,4,8,16")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--seconds", type=float, default=3.0, help="timed seconds per configuration (3)")
-    p.add_argument("--min-runs", type=int, default=3)
-    p.add_argument("--max-runs", type=int, default=200)
-    p.add_argument("--classifier", type=Path, help="the runs behind the bundle: adds PyTorch eager")
-    p.add_argument("--segmenter", type=Path)
-    p.add_argument("--locator", type=Path)
-    p.add_argument("--images", nargs="*", default=None,
-                   help="images (or folders) for the end-to-end pipeline; default: 16 phantoms")  # fmt: skip
-    p.add_argument("--pipeline-batch", type=int, default=8)
-    p.set_defaults(func=_run)
-
-
-def _run(args) -> int:
+def run_command(args) -> int:
+    """``fundusrt bench`` (registered in ``export.cli``)."""
     runs = None
     given = [args.classifier, args.segmenter, args.locator]
     if any(given):

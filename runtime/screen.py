@@ -14,11 +14,8 @@ import signal
 import sys
 from pathlib import Path
 
-from .bundle import BundleError
-from .constants import PRECISIONS
-from .engines import BACKENDS, DEVICES, EngineError
+from .constants import BACKENDS, DEVICES, RUN_PRECISIONS
 from .inputs import collect_inputs, identity
-from .outputs import OutputError, ResultWriter
 
 
 def register_command(subparsers) -> None:
@@ -33,8 +30,11 @@ def register_command(subparsers) -> None:
     p.add_argument("--batch", type=int, default=8, help="images per engine call (default 8)")
     p.add_argument("--backend", choices=BACKENDS, default="auto")
     p.add_argument("--device", choices=DEVICES, default="auto")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime CPU threads (default: all cores)")
+    p.add_argument(
+        "--precision", choices=RUN_PRECISIONS, default="fp32",
+        help="fp32 (default); fp16 for GPUs; int8; bf16 on OpenVINO where the CPU has BF16 (AVX-512 BF16, AMX)",
+    )  # fmt: skip
+    p.add_argument("--threads", type=int, default=None, help="CPU threads of the engines (default: all cores)")
     p.add_argument(
         "--cuda-graph", action="store_true",
         help="TensorRT: replay each batch size as a CUDA graph (lower latency at a fixed batch, e.g. --batch 1)",
@@ -57,6 +57,11 @@ def register_command(subparsers) -> None:
 
 
 def run(args) -> int:
+    # Imported here, not at registration, so that `fundusrt --help` stays fast.
+    from .bundle import BundleError
+    from .engines import EngineError
+    from .outputs import OutputError, ResultWriter
+
     if args.batch < 1:
         return _usage("--batch must be at least 1")
     inputs = collect_inputs(args.inputs)
@@ -113,7 +118,7 @@ def run(args) -> int:
 
 def _local(args, todo, writer):
     """Screen here; yields as each record is written. Opens the engines before the first."""
-    from .pipeline import Pipeline  # here, so `fundusrt --help` stays fast
+    from .pipeline import Pipeline
 
     pipeline = Pipeline.load(
         args.bundle, backend=args.backend, device=args.device, precision=args.precision, threads=args.threads,

@@ -5,6 +5,10 @@ Every image goes through ``Pipeline``; masks are the ellipse masks the runtime w
 the official REFUGE definitions (``metrics``): OC/OD Dice, vCDR MAE, AUC, sensitivity at 85 %
 specificity, mean fovea distance. Writes JSON and a Markdown table beside REFUGE's published
 baseline, so a reader sees both.
+
+With several backends or precisions (``--backend onnxruntime,openvino --precision fp32,bf16``),
+each column after a bundle's first also says how far its answers are from that first column's,
+image by image, and whether they stay within the task-level tolerances (``AGREEMENT``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fundusrt.runtime.bundle import BundleError
+from fundusrt.runtime.engines import EngineError
 from fundusrt.runtime.pipeline import Pipeline
 
 from .anatomy import anatomy
@@ -26,13 +32,66 @@ from .tables import markdown_table
 REFUGE_BASELINE = {"oc_dice": 0.870, "od_dice": 0.912, "vcdr_mae": 0.049, "auc": 0.963}
 
 
+# A configuration agrees with the reference (the first) when, over all images, at least 99.5 % of the
+# REFUGE mask pixels are equal, no landmark moves more than 1 px of the locator's input, the same
+# landmarks are found, and no glaucoma probability moves more than 0.01.
+AGREEMENT = {"mask_agreement": 0.995, "landmark_px": 1.0, "probability": 1e-2}
+
+
 def evaluate_bundle(
     bundle: Path, samples, *, backend="auto", device="auto", precision="fp32", batch_size=8, threads=None
 ) -> dict:
+    return screen_and_score(bundle, samples, backend=backend, device=device, precision=precision,
+                            batch_size=batch_size, threads=threads)[0]  # fmt: skip
+
+
+def screen_and_score(
+    bundle: Path, samples, *, backend="auto", device="auto", precision="fp32", batch_size=8, threads=None
+) -> tuple[dict, list]:
+    """(report, results): the samples screened by the bundle's pipeline, and their scores."""
     with Pipeline.load(bundle, backend=backend, device=device, precision=precision, threads=threads) as pipeline:
         results = list(pipeline.stream([str(s.image) for s in samples], batch_size=batch_size))
         engines = pipeline.description
-    return score_results(samples, results) | {"bundle": str(bundle), "precision": precision, "engines": engines}
+        locator_size = pipeline.bundle.graph("locator").preprocess.size
+    report = score_results(samples, results) | {
+        "bundle": str(bundle), "backend": backend, "precision": precision, "engines": engines,
+        "locator_size": locator_size,
+    }  # fmt: skip
+    return report, results
+
+
+def agreement(reference: list, candidate: list, locator_size: int) -> dict:
+    """How far ``candidate``'s results are from ``reference``'s, image by image (see ``AGREEMENT``).
+    Landmark shifts are in pixels of the locator's input, taking the photograph's shorter side as
+    the field of view's diameter."""
+    equal = total = differ = 0
+    shifts, probabilities = [0.0], [0.0]
+    for a, b in zip(reference, candidate):
+        if not (a.ok and b.ok):
+            continue
+        mask_a, mask_b = a.refuge_mask(), b.refuge_mask()
+        equal += int(np.count_nonzero(mask_a == mask_b))
+        total += mask_a.size
+        probabilities.append(abs(a.glaucoma_probability - b.glaucoma_probability))
+        scale = locator_size / min(a.image_size)
+        for point_a, point_b in ((a.disc_center, b.disc_center), (a.fovea, b.fovea)):
+            if (point_a is None) != (point_b is None):
+                differ += 1
+            elif point_a is not None:
+                shifts.append(float(np.hypot(*np.subtract(point_a, point_b))) * scale)
+    row = {
+        "mask_agreement": equal / total if total else 1.0,
+        "landmark_max_px": max(shifts),
+        "landmarks_found_differently": differ,
+        "probability_max_diff": max(probabilities),
+    }
+    row["agrees"] = (
+        row["mask_agreement"] >= AGREEMENT["mask_agreement"]
+        and row["landmark_max_px"] <= AGREEMENT["landmark_px"]
+        and differ == 0
+        and row["probability_max_diff"] <= AGREEMENT["probability"]
+    )
+    return row
 
 
 def score_results(samples, results) -> dict:
@@ -99,6 +158,11 @@ METRICS = (
     ("fovea_median_of_width", "fovea error, median (of width)", "{:.2%}"),
     ("fovea_within_5pct", "fovea within 5 % of width", "{:.1%}"),
     ("disc_within_1dd", "disc centre within 1 disc diameter", "{:.1%}"),
+    ("mask_agreement", "mask pixels equal to the first column's", "{:.3%}"),
+    ("landmark_max_px", "landmark shift from the first column's, max (px at the locator's size)", "{:.3f}"),
+    ("landmarks_found_differently", "landmarks found by one and not the other", "{}"),
+    ("probability_max_diff", "glaucoma probability's change from the first column's, max", "{:.4f}"),
+    ("agrees", "within 99.5 % / 1 px / 0.01 of the first column", "{}"),
 )
 
 
@@ -106,32 +170,21 @@ def markdown(reports: dict[str, dict]) -> str:
     rows = []
     for key, label, fmt in METRICS:
         if any(key in r for r in reports.values()):
-            cells = [fmt.format(r[key]) if key in r else None for r in reports.values()]
+            cells = [_cell(fmt, r[key]) if key in r else None for r in reports.values()]
             rows.append([label, *cells, fmt.format(REFUGE_BASELINE[key]) if key in REFUGE_BASELINE else None])
     counts = [f"{r['images']} / {r['failed']} / {r['flagged']}" for r in reports.values()]
     rows.append(["images / failed / flagged", *counts, ""])
     return markdown_table(["metric", *reports, "REFUGE baseline (validation)"], rows) + "\n"
 
 
-def register_command(subparsers) -> None:
-    p = subparsers.add_parser("evaluate", help="REFUGE metrics of a bundle through the screening pipeline")
-    p.add_argument("bundles", nargs="+", type=Path, metavar="BUNDLE")
-    p.add_argument("--data", required=True, help="dataset SPEC with ground truth, e.g. refuge:/data/REFUGE")
-    p.add_argument("--split", default=None, help="only samples of this split (train/validation/test/all)")
-    p.add_argument(
-        "--lodo", action="store_true",
-        help="leave-one-dataset-out: each BUNDLE folder is named after the dataset it held out, "
-        "and is scored on that dataset's samples only",
-    )  # fmt: skip
-    p.add_argument("--out", type=Path, default=None, help="folder for evaluation.json and evaluation.md")
-    p.add_argument("--backend", default="auto")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--precision", default="fp32", help="one or more, comma-separated (fp32,fp16,int8)")
-    p.add_argument("--batch", type=int, default=8)
-    p.set_defaults(func=_run)
+def _cell(fmt: str, value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    return fmt.format(value)
 
 
-def _run(args) -> int:
+def run_command(args) -> int:
+    """``fundusrt evaluate`` (registered in ``cli``)."""
     samples = load_specs(args.data)
     if args.split:
         samples = [s for s in samples if s.split == args.split]
@@ -144,15 +197,30 @@ def _run(args) -> int:
         if not chosen:
             print(f"fundusrt evaluate: no {bundle.name!r} samples in {args.data} (--lodo)", file=sys.stderr)
             return 2
-        for precision in args.precision.split(","):
-            name = f"{bundle.name} {precision}" if len(args.bundles) > 1 else precision
-            reports[name] = evaluate_bundle(
-                bundle, chosen, backend=args.backend, device=args.device, precision=precision, batch_size=args.batch
-            )
+        backends, precisions = args.backend.split(","), args.precision.split(",")
+        first = None
+        for backend in backends:
+            for precision in precisions:
+                name = " ".join([bundle.name] * (len(args.bundles) > 1) + [backend] * (len(backends) > 1) + [precision])
+                try:
+                    report, results = screen_and_score(
+                        bundle, chosen, backend=backend, device=args.device, precision=precision, batch_size=args.batch
+                    )  # fmt: skip
+                except (BundleError, EngineError) as e:
+                    print(f"fundusrt evaluate: {name}: {e}", file=sys.stderr)
+                    return 2
+                if first is None:
+                    first = results
+                else:
+                    report.update(agreement(first, results, report["locator_size"]))
+                reports[name] = report
     table = markdown(reports)
     print(table)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "evaluation.json").write_text(json.dumps(reports, indent=2) + "\n")
         (args.out / "evaluation.md").write_text(table)
-    return 1 if any(r["failed"] for r in reports.values()) else 0
+    disagree = [name for name, r in reports.items() if r.get("agrees") is False]
+    if disagree:
+        print(f"outside the agreement tolerances: {', '.join(disagree)}", file=sys.stderr)
+    return 1 if disagree or any(r["failed"] for r in reports.values()) else 0

@@ -1,14 +1,17 @@
-"""``fundusrt train classify|segment|locate``: Zhao et al.'s recipe from the command line.
+"""The training side's commands: ``fundusrt synth``, ``fundusrt train classify|segment|locate`` (Zhao
+et al.'s recipe from the command line) and ``fundusrt evaluate``.
 
-Defaults follow their training settings: 512² inputs, disc crops of twice the disc diameter, RAdam
-at 1e-3 decayed x0.1 every 30 epochs, batch 16, 200 epochs. Torch is imported only when a
-training command runs, so ``fundusrt --help`` stays fast.
+Training defaults follow their settings: 512² inputs, disc crops of twice the disc diameter, RAdam
+at 1e-3 decayed x0.1 every 30 epochs, batch 16, 200 epochs. Registering a command imports nothing
+beyond the standard library: torch, OpenCV and scikit-learn are imported only when a command runs,
+so ``fundusrt --help`` answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -21,7 +24,58 @@ _TASK_HELP = {
 }
 
 
-def register_command(subparsers) -> None:
+def register_synth(subparsers) -> None:
+    p = subparsers.add_parser(
+        "synth",
+        help="write phantom fundus photographs with exact ground truth (REFUGE layout)",
+        description="Write a folder of phantoms in REFUGE's Training400 layout (images, masks, fovea table) "
+        "with every truth in OUT/phantoms.csv; refuge:OUT reads it as REFUGE training data, phantom:OUT also "
+        "reads the disc centres.",
+    )
+    p.add_argument("--n", type=int, required=True, help="number of phantoms")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--seed", type=int, default=0, help="series seed: same seed, same bytes (default 0)")
+    p.add_argument("--width", type=int, default=None, help="fix the frame width (default: 800-2200 px)")
+    p.add_argument("--jobs", type=int, default=1, help=f"worker processes (this machine has {os.cpu_count()} cores)")
+    p.add_argument("--preview", type=Path, help="also write phantom 0 beside its ground truth to this PNG")
+    p.set_defaults(func=_synth)
+
+
+def register_evaluate(subparsers) -> None:
+    p = subparsers.add_parser("evaluate", help="REFUGE metrics of a bundle through the screening pipeline")
+    p.add_argument("bundles", nargs="+", type=Path, metavar="BUNDLE")
+    p.add_argument("--data", required=True, help="dataset SPEC with ground truth, e.g. refuge:/data/REFUGE")
+    p.add_argument("--split", default=None, help="only samples of this split (train/validation/test/all)")
+    p.add_argument(
+        "--lodo", action="store_true",
+        help="leave-one-dataset-out: each BUNDLE folder is named after the dataset it held out, "
+        "and is scored on that dataset's samples only",
+    )  # fmt: skip
+    p.add_argument("--out", type=Path, default=None, help="folder for evaluation.json and evaluation.md")
+    p.add_argument(
+        "--backend", default="auto",
+        help="one or more, comma-separated (onnxruntime,openvino); with several backends or precisions, each "
+        "column after the first also says how far its answers are from the first's",
+    )  # fmt: skip
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="fp32", help="one or more, comma-separated (fp32,bf16,fp16,int8)")
+    p.add_argument("--batch", type=int, default=8)
+    p.set_defaults(func=_evaluate)
+
+
+def _synth(args) -> int:
+    from .synth import run_command
+
+    return run_command(args)
+
+
+def _evaluate(args) -> int:
+    from .bundle_evaluation import run_command
+
+    return run_command(args)
+
+
+def register_train(subparsers) -> None:
     p = subparsers.add_parser("train", help="train the classifier ensemble, the segmenter or the locator")
     tasks = p.add_subparsers(dest="task", required=True, metavar="TASK")
     for name, text in _TASK_HELP.items():

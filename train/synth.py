@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
 import time
@@ -137,23 +136,8 @@ def preview(seed: int, index: int, path: Path, *, height: int = 600) -> None:
     cv2.imwrite(str(path), cv2.cvtColor(np.hstack(pair), cv2.COLOR_RGB2BGR))
 
 
-def register_command(subparsers) -> None:
-    p = subparsers.add_parser(
-        "synth",
-        help="write phantom fundus photographs with exact ground truth (REFUGE layout)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--n", type=int, required=True, help="number of phantoms")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--seed", type=int, default=0, help="series seed: same seed, same bytes (default 0)")
-    p.add_argument("--width", type=int, default=None, help="fix the frame width (default: 800-2200 px)")
-    p.add_argument("--jobs", type=int, default=1, help=f"worker processes (this machine has {os.cpu_count()} cores)")
-    p.add_argument("--preview", type=Path, help="also write phantom 0 beside its ground truth to this PNG")
-    p.set_defaults(func=_run)
-
-
-def _run(args) -> int:
+def run_command(args) -> int:
+    """``fundusrt synth`` (registered in ``cli``)."""
     if args.n < 1:
         raise SystemExit("fundusrt synth: --n must be at least 1")
     start = time.perf_counter()

@@ -1,8 +1,9 @@
 """Inference backends behind one interface (``Engine``), and ``open_engine`` to pick one.
 
-``auto`` takes the fastest backend present for the device: native TensorRT where it and an
-engine built for this GPU exist, else ONNX Runtime (TensorRT/CUDA providers on a GPU, the
-CPU otherwise). The engine's ``description`` says which it took. ``cuda_graph`` replays each
+``auto`` takes the fastest backend present for the device: on a GPU, native TensorRT where it
+and an engine built for this GPU exist, else ONNX Runtime's TensorRT/CUDA providers; on a CPU,
+OpenVINO where it is installed (it runs fp32, bf16 and int8), else ONNX Runtime. The engine's
+``description`` says which it took, and for ``auto`` why. ``cuda_graph`` replays each
 batch size's TensorRT run as a CUDA graph (less launch overhead at a fixed batch, e.g. a device
 screening one photograph at a time); it needs the TensorRT backend and says so otherwise.
 """
@@ -10,10 +11,8 @@ screening one photograph at a time); it needs the TensorRT backend and says so o
 from __future__ import annotations
 
 from ..bundle import Bundle, BundleError
+from ..constants import BACKENDS, DEVICES
 from .base import Engine, EngineError
-
-BACKENDS = ("auto", "onnxruntime", "tensorrt")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(device: str) -> str:
@@ -38,6 +37,8 @@ def open_engine(
     if backend not in BACKENDS:
         raise EngineError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     device = resolve_device(device)
+    if precision == "bf16" and (backend not in ("auto", "openvino") or device != "cpu"):
+        raise EngineError(f"bf16 runs on the openvino backend on a CPU, not on {backend} on {device}")
     if backend == "tensorrt" or (backend == "auto" and device == "cuda" and _tensorrt_importable()):
         if device != "cuda":
             raise EngineError("the tensorrt backend runs on a GPU: use --device cuda (or auto)")
@@ -50,17 +51,49 @@ def open_engine(
                 raise  # asked for by name (or for CUDA graphs): say why not; auto falls through to ONNX Runtime
     if cuda_graph:
         raise EngineError(f"CUDA graphs need the tensorrt backend on a GPU; this is {backend} on {device}")
+    if backend == "openvino" and device != "cpu":
+        raise EngineError("the openvino backend runs on the CPU here: use --device cpu (or auto)")
+    if backend == "openvino" or precision == "bf16":
+        from .openvino_engine import OpenVinoEngine
+
+        return OpenVinoEngine(bundle, graph, precision=precision, threads=threads)
+    why = None
+    if backend == "auto" and device == "cpu":
+        engine, why = _auto_cpu(bundle, graph, precision, threads)
+        if engine is not None:
+            return engine
     from .onnxruntime_engine import OnnxRuntimeEngine
 
-    return OnnxRuntimeEngine(bundle, graph, precision=precision, device=device, threads=threads)
+    engine = OnnxRuntimeEngine(bundle, graph, precision=precision, device=device, threads=threads)
+    if why:
+        engine.description += f" (auto: {why})"
+    return engine
+
+
+def _auto_cpu(bundle: Bundle, graph: str, precision: str, threads: int | None) -> tuple[Engine | None, str]:
+    """OpenVINO where it is installed and takes the precision; else None and why not."""
+    from .openvino_engine import PRECISIONS, OpenVinoEngine
+
+    if not _importable("openvino"):
+        return None, "OpenVINO is not installed"
+    if precision not in PRECISIONS:
+        return None, f"OpenVINO does not take {precision} on a CPU"
+    try:
+        engine = OpenVinoEngine(bundle, graph, precision=precision, threads=threads)
+    except EngineError as e:
+        return None, f"OpenVINO failed: {e}"
+    engine.description += " (auto: OpenVINO is installed and this is a CPU)"
+    return engine, ""
 
 
 def _tensorrt_importable() -> bool:
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return _importable("tensorrt")
+
+
+def _importable(module: str) -> bool:
+    from importlib.util import find_spec
+
+    return find_spec(module) is not None
 
 
 def _gpu_present() -> bool:

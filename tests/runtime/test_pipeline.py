@@ -23,7 +23,7 @@ def phantom(index, width=700):
 
 def test_engine_checks_its_inputs(tiny_runs):
     bundle = load_bundle(tiny_runs["bundle"])
-    with open_engine(bundle, "locator", device="cpu") as engine:
+    with open_engine(bundle, "locator", backend="onnxruntime", device="cpu") as engine:
         size = engine.inputs[0].shape[-1]
         out = engine.run({"image": np.zeros((2, 3, size, size), np.float32)})
         assert out["distance_map"].shape == (2, 1, size, size)

@@ -26,3 +26,40 @@ def test_lodo_scores_each_bundle_on_its_held_out_dataset(tiny_runs, tmp_path, ca
     assert main(["evaluate", str(held_out), "--data", data, "--lodo", "--device", "cpu"]) == 0
     assert main(["evaluate", str(held_out), str(other), "--data", data, "--lodo", "--device", "cpu"]) == 2
     assert "no 'refuge' samples" in capsys.readouterr().err
+
+
+def test_several_backends_are_compared_with_the_first(tiny_runs, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "eval"
+    data = f"phantom:{tiny_runs['root'] / 'test'}"
+    command = ["evaluate", str(tiny_runs["bundle"]), "--data", data, "--out", str(out), "--device", "cpu",
+               "--backend", "onnxruntime,openvino", "--precision", "fp32"]  # fmt: skip
+    assert main(command) == 0
+    reports = json.loads((out / "evaluation.json").read_text())
+    assert list(reports) == ["onnxruntime fp32", "openvino fp32"]
+    assert "agrees" not in reports["onnxruntime fp32"]
+    second = reports["openvino fp32"]
+    assert second["agrees"] is True and second["mask_agreement"] >= 0.999 and second["landmark_max_px"] < 0.05
+    assert "| within 99.5 % / 1 px / 0.01 of the first column | – | yes | – |" in (out / "evaluation.md").read_text()
+
+
+def test_agreement_fails_a_moved_landmark_or_a_changed_answer(tiny_runs):
+    from dataclasses import replace
+
+    from fundusrt.runtime.pipeline import Pipeline
+    from fundusrt.train.bundle_evaluation import agreement
+
+    with Pipeline.load(tiny_runs["bundle"], backend="onnxruntime", device="cpu") as pipeline:
+        results = list(pipeline([str(s.image) for s in tiny_runs["test"]]))
+    size = 64  # the tiny locator's input
+    assert agreement(results, results, size)["agrees"]
+    scale = min(results[0].image_size) / size  # original pixels per locator pixel
+    x, y = results[0].disc_center
+    moved = [replace(results[0], disc_center=(x + 1.5 * scale, y)), *results[1:]]
+    row = agreement(results, moved, size)
+    assert not row["agrees"] and 1.4 < row["landmark_max_px"] < 1.6
+    changed = [replace(results[0], glaucoma_probability=results[0].glaucoma_probability + 0.02), *results[1:]]
+    assert not agreement(results, changed, size)["agrees"]
+    lost = [replace(r, fovea=None) for r in results]
+    assert agreement(results, lost, size)["landmarks_found_differently"] == sum(r.fovea is not None for r in results)

@@ -1,0 +1,144 @@
+"""The OpenVINO backend on a real (tiny) bundle: the same answers as ONNX Runtime, its precisions,
+its compile cache, and ``auto``'s choice on a CPU."""
+
+import builtins
+
+import numpy as np
+import pytest
+
+from fundusrt.runtime.bundle import load_bundle
+from fundusrt.runtime.constants import GRAPHS
+from fundusrt.runtime.engines import EngineError, open_engine
+from fundusrt.runtime.pipeline import Pipeline
+from fundusrt.train.phantoms import render_phantom
+
+ov = pytest.importorskip("openvino", reason="OpenVINO is in the dev extra; install it to test the backend")
+from fundusrt.runtime.engines import openvino_engine  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_runs):
+    return load_bundle(tiny_runs["bundle"])
+
+
+def feeds(engine, batch=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return {t.name: rng.uniform(-2, 2, (batch, *t.shape[1:])).astype(np.float32) for t in engine.inputs}
+
+
+def compare(bundle, graph, precision, reference_precision="fp32", **kw):
+    with open_engine(bundle, graph, backend="onnxruntime", device="cpu", precision=reference_precision) as ort:
+        inputs = feeds(ort)
+        expected = ort.run(inputs)
+    with open_engine(bundle, graph, backend="openvino", device="cpu", precision=precision, **kw) as engine:
+        got = engine.run(inputs)
+        computed_in = engine.inference_precision
+    assert got.keys() == expected.keys()
+    return max(float(np.abs(got[k] - expected[k]).max()) for k in got), computed_in
+
+
+@pytest.mark.parametrize("graph", GRAPHS)
+def test_fp32_gives_onnx_runtime_s_answers(bundle, graph):
+    difference, computed_in = compare(bundle, graph, "fp32")
+    assert difference < 1e-4
+    assert computed_in == "f32"  # not OpenVINO's default on a BF16 CPU
+
+
+def test_int8_runs_the_bundle_s_quantised_graph(bundle):
+    difference, _ = compare(bundle, "classifier", "int8", reference_precision="int8")
+    assert difference < 2e-2
+
+
+@pytest.mark.skipif(
+    not openvino_engine.cpu_has_bf16(ov.Core()), reason="this CPU has no native BF16 (AVX-512 BF16 or AMX)"
+)
+@pytest.mark.parametrize("graph", GRAPHS)
+def test_bf16_stays_close_to_fp32(bundle, graph):
+    difference, computed_in = compare(bundle, graph, "bf16")
+    assert computed_in == "bf16"
+    assert difference < 0.1  # raw drift only; task-level parity is export --check's and evaluate's
+
+
+def test_bf16_on_a_cpu_without_it_is_one_line(bundle, monkeypatch):
+    monkeypatch.setattr(openvino_engine, "cpu_has_bf16", lambda core: False)
+    with pytest.raises(EngineError, match=r"has no native BF16 \(AVX-512 BF16 or AMX\); use fp32 or int8"):
+        open_engine(bundle, "locator", backend="openvino", device="cpu", precision="bf16")
+
+
+def test_precisions_it_does_not_take_are_refused(bundle):
+    with pytest.raises(EngineError, match="FP16 graphs are for GPUs"):
+        open_engine(bundle, "locator", backend="openvino", device="cpu", precision="fp16")
+    with pytest.raises(EngineError, match="bf16 runs on the openvino backend"):
+        open_engine(bundle, "locator", backend="onnxruntime", device="cpu", precision="bf16")
+    with pytest.raises(EngineError, match="on the CPU"):
+        open_engine(bundle, "locator", backend="openvino", device="cuda")
+
+
+def test_compiled_models_are_cached_in_the_bundle(tiny_runs, tmp_path):
+    import shutil
+
+    root = shutil.copytree(tiny_runs["bundle"], tmp_path / "bundle")
+    shutil.rmtree(root / "engines", ignore_errors=True)
+    with open_engine(load_bundle(root), "segmenter", backend="openvino", device="cpu") as engine:
+        assert "no compile cache" not in engine.description
+    cached = list((root / "engines" / "openvino").iterdir())
+    assert cached, "OpenVINO wrote no compiled model"
+    with open_engine(load_bundle(root), "segmenter", backend="openvino", device="cpu"):
+        pass  # a second start reads the cache (and must not grow it)
+    assert sorted(cached) == sorted((root / "engines" / "openvino").iterdir())
+
+
+def test_a_bundle_it_cannot_write_to_runs_without_the_cache(tiny_runs, tmp_path):
+    import shutil
+
+    root = shutil.copytree(tiny_runs["bundle"], tmp_path / "bundle")
+    shutil.rmtree(root / "engines", ignore_errors=True)  # other tests may have cached into the shared bundle
+    (root / "engines").mkdir()
+    (root / "engines" / "openvino").write_text("not a folder")  # mkdir fails as on a read-only medium
+    with open_engine(load_bundle(root), "locator", backend="openvino", device="cpu") as engine:
+        assert engine.description.endswith("no compile cache (bundle read-only)")
+
+
+def test_auto_takes_openvino_on_a_cpu_and_says_why(bundle):
+    with open_engine(bundle, "locator", device="cpu") as engine:
+        assert engine.description.startswith("openvino")
+        assert "(auto: OpenVINO is installed and this is a CPU)" in engine.description
+    with open_engine(bundle, "locator", device="cpu", precision="fp16") as engine:
+        assert engine.description.startswith("onnxruntime")
+        assert "(auto: OpenVINO does not take fp16 on a CPU)" in engine.description
+
+
+def test_auto_without_openvino_takes_onnx_runtime_and_says_why(bundle, monkeypatch):
+    from fundusrt.runtime import engines
+
+    monkeypatch.setattr(engines, "_importable", lambda module: module != "openvino")
+    with open_engine(bundle, "locator", device="cpu") as engine:
+        assert engine.description.startswith("onnxruntime")
+        assert engine.description.endswith("(auto: OpenVINO is not installed)")
+
+
+def test_asking_for_openvino_where_it_is_missing_says_how_to_install_it(bundle, monkeypatch):
+    real_import = builtins.__import__
+
+    def no_openvino(name, *args, **kwargs):
+        if name == "openvino":
+            raise ImportError("No module named 'openvino'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_openvino)
+    with pytest.raises(EngineError, match=r"OpenVINO is not installed \(pip install 'fundusrt\[openvino\]'\)"):
+        open_engine(bundle, "locator", backend="openvino", device="cpu")
+
+
+def test_the_pipeline_on_openvino_screens_as_on_onnx_runtime(tiny_runs):
+    images = [render_phantom(21, i, width=640).image for i in range(3)]
+    results = {}
+    for backend in ("onnxruntime", "openvino"):
+        with Pipeline.load(tiny_runs["bundle"], backend=backend, device="cpu", threads=1) as pipeline:
+            results[backend] = list(pipeline(images, batch_size=2))
+    for a, b in zip(results["onnxruntime"], results["openvino"]):
+        assert a.ok and b.ok
+        assert b.glaucoma_probability == pytest.approx(a.glaucoma_probability, abs=1e-4)
+        assert b.flags == a.flags
+        assert np.allclose(b.disc_center, a.disc_center, atol=0.05)
+        assert (a.vcdr is None) == (b.vcdr is None) and (a.vcdr is None or abs(a.vcdr - b.vcdr) < 1e-3)
