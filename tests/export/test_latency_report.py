@@ -33,20 +33,29 @@ def test_bench_reports_every_configuration_eager_pipeline_and_plots(tiny_runs, t
     root = tiny_runs["root"]
     out = tmp_path / "bench"
     report = run_bench(
-        tiny_runs["bundle"], out=out, backends=["onnxruntime", "tensorrt"], devices=["cpu"],
-        precisions=["fp32", "int8"], batches=[1, 2], images=images, pipeline_batch=2,
+        tiny_runs["bundle"], out=out, backends=["onnxruntime", "openvino", "tensorrt"], devices=["cpu"],
+        precisions=["fp32", "int8", "bf16"], batches=[1, 2], images=images, pipeline_batch=2,
         budget={"warmup": 1, "seconds": 0.0, "min_runs": 2, "max_runs": 2},
         runs={"classifier": root / "cls", "segmenter": root / "seg", "locator": root / "loc"},
     )  # fmt: skip
     timed = [r for r in report["engines"] if "p50_ms" in r and r["backend"] == "onnxruntime"]
     assert len(timed) == 3 * 2 * 2  # graphs x precisions x batches
     assert all(r["runs"] == 2 and r["peak_mib"] > 0 for r in timed)
+    openvino = {(r["graph"], r["precision"]) for r in report["engines"] if "p50_ms" in r and r["backend"] == "openvino"}
+    assert openvino >= {(g, p) for g in ("locator", "segmenter", "classifier") for p in ("fp32", "int8")}
     assert any("skipped" in r and r["backend"] == "tensorrt" for r in report["engines"])  # says why, goes on
+    assert any("skipped" in r and r["backend"] == "onnxruntime" and r["precision"] == "bf16" for r in report["engines"])
     assert len([r for r in report["engines"] if r["backend"] == "pytorch-eager"]) == 3 * 2
-    assert len(report["speedups"]) == 3 * 2 * 2
-    (pipeline,) = [p for p in report["pipeline"] if p["precision"] == "fp32"]
+    # every timed engine row has its speed-up: ONNX Runtime fp32/int8, OpenVINO fp32/int8 (+ bf16 where the CPU has it)
+    assert len(report["speedups"]) == len(
+        [r for r in report["engines"] if "p50_ms" in r and r["backend"] != "pytorch-eager"]
+    )
+    (pipeline,) = [p for p in report["pipeline"] if p["precision"] == "fp32" and p["backend"] == "onnxruntime"]
+    assert any(p["backend"] == "openvino" for p in report["pipeline"])
     assert pipeline["failed"] == 0 and set(pipeline["stage_ms"]) >= {"decode", "locate", "segment", "classify"}
-    assert json.loads((out / "bench.json").read_text())["machine"]["cores"] > 0
+    machine = json.loads((out / "bench.json").read_text())["machine"]
+    assert machine["cores"] > 0 and "openvino" in machine and isinstance(machine["cpu_features"], list)
     md = (out / "bench.md").read_text()
+    assert "OpenVINO 20" in md
     assert "Speed-up over PyTorch eager" in md and "End-to-end pipeline" in md
     assert (out / "latency_vs_batch.png").stat().st_size > 0 and (out / "stages.png").stat().st_size > 0
