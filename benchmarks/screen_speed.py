@@ -9,6 +9,9 @@ Without ``--bundle``, builds one at the method's deployment sizes (512² for eve
 runs trained for one epoch on 8 phantoms: speed does not depend on what the weights learned.
 Each measurement runs in its own process (so peak RSS is that phase's alone), after one warm-up
 batch; the phases alternate for ``--repeats`` rounds and the median is reported, with the range.
+The pipeline segments a photograph again when the disc it measures differs from the crop's guess
+(at most three segmenter passes): how often depends on the weights, so the script counts the passes
+and compares the pipeline with the engines alone and with PyTorch eager doing the same work.
 The CPU's instruction-set features (AVX2, VNNI, AVX-512 BF16, AMX) are printed with the table.
 
 Goals: the pipeline >= 90 % of its engines alone and >= 2x PyTorch eager (ONNX Runtime FP32);
@@ -67,27 +70,40 @@ def test_images(root: Path, n: int) -> list[str]:
 
 
 def phase_engines(bundle: Path, images: int, batch: int, backend: str, precision: str) -> dict:
+    """Each graph alone on random inputs: ms per image and graph, and images/s with each graph run once."""
     from fundusrt.runtime.bundle import load_bundle
     from fundusrt.runtime.engines import open_engine
 
     b = load_bundle(bundle)
     engines = {g: open_engine(b, g, backend=backend, device="cpu", precision=precision) for g in b.manifest.graphs}
     rng = np.random.default_rng(0)
-    feeds = {
-        g: {t.name: rng.standard_normal((batch, *t.shape[1:])).astype(np.float32) for t in e.inputs}
-        for g, e in engines.items()
+    graph_ms = {}
+    for g in GRAPHS:
+        feeds = {t.name: rng.standard_normal((batch, *t.shape[1:])).astype(np.float32) for t in engines[g].inputs}
+        engines[g].run(feeds)  # warm-up
+        t = time.perf_counter()
+        for _ in range(images // batch):
+            engines[g].run(feeds)
+        graph_ms[g] = 1e3 * (time.perf_counter() - t) / ((images // batch) * batch)
+    return {
+        "images_per_s": 1e3 / sum(graph_ms.values()),
+        "graph_ms": graph_ms,
+        "engine": engines["locator"].description,
     }
 
-    def one_batch():
-        for g in GRAPHS:
-            engines[g].run(feeds[g])
 
-    one_batch()  # warm-up
-    t = time.perf_counter()
-    for _ in range(images // batch):
-        one_batch()
-    seconds = time.perf_counter() - t
-    return {"images_per_s": (images // batch) * batch / seconds, "engine": engines["locator"].description}
+def count_segmented(pipeline) -> list[int]:
+    """Wraps the pipeline's segmenter so that the returned one-element list counts the crops it segments:
+    the pipeline segments a photograph again when the measured disc differs from the crop's guess."""
+    engine, count = pipeline.engines["segmenter"], [0]
+    run = engine.run
+
+    def counting(feeds):
+        count[0] += len(next(iter(feeds.values())))
+        return run(feeds)
+
+    engine.run = counting
+    return count
 
 
 def phase_pipeline(bundle: Path, images: list[str], batch: int, backend: str, precision: str) -> dict:
@@ -95,12 +111,14 @@ def phase_pipeline(bundle: Path, images: list[str], batch: int, backend: str, pr
 
     with Pipeline.load(bundle, backend=backend, device="cpu", precision=precision) as pipeline:
         list(pipeline.stream(images[:batch], batch_size=batch))  # warm-up
+        segmented = count_segmented(pipeline)
         t = time.perf_counter()
         results = list(pipeline.stream(images, batch_size=batch))
         seconds = time.perf_counter() - t
     assert all(r.ok for r in results), [r.error for r in results if not r.ok]
     stages = {k: statistics.median(r.timings_ms[k] for r in results) for k in results[0].timings_ms}
-    return {"images_per_s": len(results) / seconds, "stage_median_ms": stages, "engine": pipeline.description}
+    return {"images_per_s": len(results) / seconds, "stage_median_ms": stages, "engine": pipeline.description,
+            "segmenter_passes": segmented[0] / len(results)}  # fmt: skip
 
 
 def phase_latency(bundle: Path, images: list[str], backend: str, precision: str) -> dict:
@@ -130,17 +148,24 @@ def phase_torch(runs: Path, images: int, batch: int) -> dict:
         _, members = load_run(runs / task)
         models[task] = [(m.model, m.preprocess["size"]) for m in members]
 
-    def one_batch():
+    def one_batch(task):
         with torch.inference_mode():
-            for task in ("locate", "segment", "classify"):
-                for model, size in models[task]:
-                    model.predict(torch.randn(batch, 3, size, size))
+            for model, size in models[task]:
+                model.predict(torch.randn(batch, 3, size, size))
 
-    one_batch()
-    t = time.perf_counter()
-    for _ in range(images // batch):
-        one_batch()
-    return {"images_per_s": (images // batch) * batch / (time.perf_counter() - t), "torch": torch.__version__}
+    graph_ms = {}
+    for graph, task in zip(GRAPHS, ("locate", "segment", "classify")):
+        one_batch(task)  # warm-up
+        t = time.perf_counter()
+        for _ in range(images // batch):
+            one_batch(task)
+        graph_ms[graph] = 1e3 * (time.perf_counter() - t) / ((images // batch) * batch)
+    return {"images_per_s": 1e3 / sum(graph_ms.values()), "graph_ms": graph_ms, "torch": torch.__version__}
+
+
+def at_passes(graph_ms: dict, passes: float) -> float:
+    """Images/s of the three graphs alone doing the pipeline's work: the segmenter ``passes`` times."""
+    return 1e3 / (graph_ms["locator"] + passes * graph_ms["segmenter"] + graph_ms["classifier"])
 
 
 def run_phase(args, phase: str, backend: str = "onnxruntime", precision: str = "fp32") -> dict:
@@ -200,32 +225,44 @@ def main() -> int:
             "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
             **{k: v for k, v in runs[-1].items() if k not in ("images_per_s", "peak_rss_mib", "range")},
             **({"latency_s": statistics.median(r["latency_s"] for r in runs)} if key[2] == "latency" else {}),
+            **(
+                {"graph_ms": {g: statistics.median(r["graph_ms"][g] for r in runs) for g in GRAPHS}}
+                if "graph_ms" in runs[0]
+                else {}
+            ),  # fmt: skip
         }
         for key, runs in rows.items()
     }
-    torch_speed = summary["torch", "eager fp32", "engines"]["images_per_s"]
+    eager = summary["torch", "eager fp32", "engines"]
+    torch_speed = eager["images_per_s"]
     reference = summary[(*configs[0], "pipeline")]["images_per_s"]
     features = cpu_features()
     print(f"{args.images} phantoms (batch {args.batch}), {args.latency_images} one at a time; {os.cpu_count()} cores "
           f"({', '.join(features) or 'CPU features unknown'}); median of {args.repeats}\n")  # fmt: skip
-    table = [["PyTorch eager FP32, the three models alone (batch 8)", f"{torch_speed:.3f}", "", "", "", "",
-              f"{summary['torch', 'eager fp32', 'engines']['peak_rss_mib']:.0f}"]]  # fmt: skip
+    table = [["PyTorch eager FP32 (the three models, batch 8)", f"{torch_speed:.3f}", "", "", "", "", "", "",
+              f"{eager['peak_rss_mib']:.0f}"]]  # fmt: skip
     for backend, precision in configs:
         engines, pipeline, latency = (summary[backend, precision, k] for k in ("engines", "pipeline", "latency"))
-        pipeline["ratio_to_engines"] = pipeline["images_per_s"] / engines["images_per_s"]
-        pipeline["ratio_to_torch"] = pipeline["images_per_s"] / torch_speed
+        passes = pipeline["segmenter_passes"]
+        pipeline["ratio_to_engines"] = pipeline["images_per_s"] / at_passes(engines["graph_ms"], passes)
+        pipeline["ratio_to_torch"] = pipeline["images_per_s"] / at_passes(eager["graph_ms"], passes)
         pipeline["ratio_to_reference"] = pipeline["images_per_s"] / reference
         table.append([
-            f"{backend} {precision}", f"{engines['images_per_s']:.3f}",
+            f"{backend} {precision}", f"{engines['images_per_s']:.3f}", f"{passes:.2f}",
             f"{pipeline['images_per_s']:.3f} ({pipeline['range'][0]:.3f}–{pipeline['range'][1]:.3f})",
-            f"{latency['latency_s']:.2f}", f"{pipeline['ratio_to_reference']:.2f}x",
-            f"{pipeline['ratio_to_torch']:.2f}x",
+            f"{pipeline['ratio_to_engines']:.0%}", f"{latency['latency_s']:.2f}",
+            f"{pipeline['ratio_to_reference']:.2f}x", f"{pipeline['ratio_to_torch']:.2f}x",
             f"{max(engines['peak_rss_mib'], pipeline['peak_rss_mib']):.0f}",
         ])  # fmt: skip
-    headers = ["backend, precision", "engines alone, images/s", "pipeline, images/s (range)",
-               "one photograph, s", f"pipeline / {' '.join(configs[0])} pipeline", "pipeline / PyTorch eager",
+    headers = ["backend, precision", "engines alone, images/s", "segmenter passes per photograph",
+               "pipeline, images/s (range)", "pipeline / engines at its passes", "one photograph, s",
+               f"pipeline / {' '.join(configs[0])} pipeline", "pipeline / PyTorch eager at its passes",
                "peak RSS MiB"]  # fmt: skip
     print(markdown_table(headers, table))
+    print("\nms per image and graph, each alone at batch 8: " + "; ".join(
+        f"{name} " + ", ".join(f"{g} {v:.0f}" for g, v in s["graph_ms"].items())
+        for name, s in [("PyTorch eager", eager)] + [(f"{b} {p}", summary[b, p, "engines"]) for b, p in configs]
+    ))  # fmt: skip
     for (backend, precision, _), s in summary.items():
         if "stage_median_ms" in s:
             stages = ", ".join(f"{k} {v:.0f}" for k, v in s["stage_median_ms"].items())
@@ -233,18 +270,18 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {"cpu_features": features, "configs": {" ".join(k): v for k, v in summary.items()}}
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    return 0 if print_goals(summary, configs, torch_speed, features) else 1
+    return 0 if print_goals(summary, configs, features) else 1
 
 
-def print_goals(summary: dict, configs: list, torch_speed: float, features: list[str]) -> bool:
+def print_goals(summary: dict, configs: list, features: list[str]) -> bool:
     """Each goal that the configurations measured can answer: met or not."""
     pipeline = {(b, p): summary[b, p, "pipeline"] for b, p in configs}
     goals = []
     if ("onnxruntime", "fp32") in pipeline:
         onnx = pipeline["onnxruntime", "fp32"]
-        goals.append(("ONNX Runtime FP32 pipeline >= 90 % of its engines alone",
+        goals.append(("ONNX Runtime FP32 pipeline >= 90 % of its engines alone (same segmenter passes)",
                       onnx["ratio_to_engines"] >= 0.9))  # fmt: skip
-        goals.append(("ONNX Runtime FP32 pipeline >= 2x PyTorch eager", onnx["ratio_to_torch"] >= 2))
+        goals.append(("ONNX Runtime FP32 pipeline >= 2x PyTorch eager (same passes)", onnx["ratio_to_torch"] >= 2))
         has_bf16 = "AVX-512 BF16" in features or "AMX" in features
         if has_bf16 and ("openvino", "bf16") in pipeline:
             goals.append(("OpenVINO BF16 pipeline >= 1.8x ONNX Runtime FP32's (a BF16 CPU)",
@@ -253,8 +290,8 @@ def print_goals(summary: dict, configs: list, torch_speed: float, features: list
         if others:
             goals.append(("OpenVINO FP32 or INT8 pipeline >= 1.1x ONNX Runtime FP32's",
                           max(others) >= 1.1 * onnx["images_per_s"]))  # fmt: skip
-    fastest = max(p["images_per_s"] for p in pipeline.values())
-    goals.append(("fastest pipeline >= 4x PyTorch eager FP32", fastest >= 4 * torch_speed))
+    fastest = max(p["ratio_to_torch"] for p in pipeline.values())
+    goals.append(("fastest pipeline >= 4x PyTorch eager FP32 (same passes)", fastest >= 4))
     quickest = min(summary[b, p, "latency"]["latency_s"] for b, p in configs)
     goals.append((f"one photograph end to end <= 1.2 s (quickest: {quickest:.2f} s)", quickest <= 1.2))
     print()

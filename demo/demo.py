@@ -121,10 +121,11 @@ def build(out: Path) -> Demo:
 
     @demo.step("evaluate", "REFUGE metrics through the runtime")
     def _():
+        # every CPU backend at each precision it takes; the first column is the reference the others are held to
         fundusrt(["evaluate", str(bundle), "--data", test_spec, "--out", str(out / "evaluation"),
-                  "--precision", "fp32,fp16,int8"])  # fmt: skip
+                  "--backend", "onnxruntime,openvino", "--precision", "fp32,fp16,int8,bf16"])  # fmt: skip
 
-    @demo.step("bench", "benchmark (ONNX Runtime CPU vs PyTorch eager)")
+    @demo.step("bench", "benchmark (ONNX Runtime and OpenVINO on the CPU vs PyTorch eager)")
     def _():
         call("bench", bundle, "--out", out / "bench", "--batches", RECIPE["bench_batches"],
              "--seconds", RECIPE["bench_seconds"], "--classifier", runs / "classify", "--segmenter",

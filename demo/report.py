@@ -125,7 +125,9 @@ def _evaluation(out: Path) -> str:
         return "## REFUGE metrics\n\nNot run."
     return ("## REFUGE metrics through the runtime (held-out phantoms), beside REFUGE's published baseline\n\n"
             "The baseline column is M-Net on REFUGE's real validation images (Orlando et al. 2020): a different "
-            "task difficulty, shown for scale only.\n\n" + evaluation_table(reports))  # fmt: skip
+            "task difficulty, shown for scale only. One column per backend and precision; each after the first "
+            "also says how far its answers are from the first's (ONNX Runtime FP32), image by image.\n\n"
+            + evaluation_table(reports))  # fmt: skip
 
 
 def _benchmark(out: Path) -> str:

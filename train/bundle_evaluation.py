@@ -206,14 +206,19 @@ def run_command(args) -> int:
                     report, results = screen_and_score(
                         bundle, chosen, backend=backend, device=args.device, precision=precision, batch_size=args.batch
                     )  # fmt: skip
-                except (BundleError, EngineError) as e:
-                    print(f"fundusrt evaluate: {name}: {e}", file=sys.stderr)
+                except BundleError as e:
+                    print(f"fundusrt evaluate: {e}", file=sys.stderr)
                     return 2
+                except EngineError as e:  # e.g. bf16 asked of ONNX Runtime: the other columns go on
+                    print(f"fundusrt evaluate: {name}: not run ({e})", file=sys.stderr)
+                    continue
                 if first is None:
                     first = results
                 else:
                     report.update(agreement(first, results, report["locator_size"]))
                 reports[name] = report
+    if not reports:
+        return 2
     table = markdown(reports)
     print(table)
     if args.out:

@@ -34,10 +34,11 @@ def test_several_backends_are_compared_with_the_first(tiny_runs, tmp_path, capsy
     out = tmp_path / "eval"
     data = f"phantom:{tiny_runs['root'] / 'test'}"
     command = ["evaluate", str(tiny_runs["bundle"]), "--data", data, "--out", str(out), "--device", "cpu",
-               "--backend", "onnxruntime,openvino", "--precision", "fp32"]  # fmt: skip
+               "--backend", "onnxruntime,openvino", "--precision", "fp32,fp16"]  # fmt: skip
     assert main(command) == 0
+    assert "openvino fp16: not run (OpenVINO runs fp32, bf16, int8 on the CPU" in capsys.readouterr().err
     reports = json.loads((out / "evaluation.json").read_text())
-    assert list(reports) == ["onnxruntime fp32", "openvino fp32"]
+    assert list(reports) == ["onnxruntime fp32", "onnxruntime fp16", "openvino fp32"]
     assert "agrees" not in reports["onnxruntime fp32"]
     second = reports["openvino fp32"]
     assert second["agrees"] is True and second["mask_agreement"] >= 0.999 and second["landmark_max_px"] < 0.05
