@@ -56,7 +56,10 @@ def open_engine(
     if backend == "openvino" or precision == "bf16":
         from .openvino_engine import OpenVinoEngine
 
-        return OpenVinoEngine(bundle, graph, precision=precision, threads=threads)
+        engine = OpenVinoEngine(bundle, graph, precision=precision, threads=threads)
+        if backend == "auto":
+            engine.description += " (auto: bf16 runs on OpenVINO)"
+        return engine
     why = None
     if backend == "auto" and device == "cpu":
         engine, why = _auto_cpu(bundle, graph, precision, threads)

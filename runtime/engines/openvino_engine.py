@@ -70,9 +70,11 @@ class OpenVinoEngine(Engine):
             self._compiled = core.compile_model(str(path), "CPU", config)
         except RuntimeError as e:
             raise EngineError(f"{path}: OpenVINO could not compile it: {str(e).strip().splitlines()[0]}") from None
-        names = {port.get_any_name() for port in self._compiled.inputs}
-        if names != {t.name for t in self.inputs}:
-            raise EngineError(f"{path}: graph inputs {sorted(names)} do not match manifest.json")
+        for kind, ports, specs in (("inputs", self._compiled.inputs, self.inputs),
+                                   ("outputs", self._compiled.outputs, self.outputs)):  # fmt: skip
+            names = {port.get_any_name() for port in ports}
+            if names != {t.name for t in specs}:
+                raise EngineError(f"{path}: graph {kind} {sorted(names)} do not match manifest.json")
         # What the compiled model computes in (f32 or bf16): the check that the hint was taken.
         self.inference_precision = self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         self._request = self._compiled.create_infer_request()
@@ -82,7 +84,8 @@ class OpenVinoEngine(Engine):
             self.description += ", no compile cache (bundle read-only)"
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        # The request's output tensors are reused by the next run: copy them out.
+        # Inputs are read in place; outputs come back as copies (share_outputs is off), so a result
+        # stays valid after the next run.
         results = self._request.infer(feeds, share_inputs=True)
         by_name = {port.get_any_name(): value for port, value in results.items()}
         return {name: np.asarray(by_name[name], dtype=np.float32) for name in self._output_names}
