@@ -64,7 +64,7 @@ def agreement(reference: list, candidate: list, locator_size: int) -> dict:
     """How far ``candidate``'s results are from ``reference``'s, image by image (see ``AGREEMENT``).
     Landmark shifts are in pixels of the locator's input, taking the photograph's shorter side as
     the field of view's diameter."""
-    equal = total = differ = 0
+    equal = total = differ = decisions = 0
     shifts, probabilities = [0.0], [0.0]
     for a, b in zip(reference, candidate):
         if not (a.ok and b.ok):
@@ -73,6 +73,7 @@ def agreement(reference: list, candidate: list, locator_size: int) -> dict:
         equal += int(np.count_nonzero(mask_a == mask_b))
         total += mask_a.size
         probabilities.append(abs(a.glaucoma_probability - b.glaucoma_probability))
+        decisions += a.glaucoma != b.glaucoma
         scale = locator_size / min(a.image_size)
         for point_a, point_b in ((a.disc_center, b.disc_center), (a.fovea, b.fovea)):
             if (point_a is None) != (point_b is None):
@@ -84,6 +85,7 @@ def agreement(reference: list, candidate: list, locator_size: int) -> dict:
         "landmark_max_px": max(shifts),
         "landmarks_found_differently": differ,
         "probability_max_diff": max(probabilities),
+        "decisions_changed": decisions,  # shown, not judged: an answer at the threshold flips at any precision
     }
     row["agrees"] = (
         row["mask_agreement"] >= AGREEMENT["mask_agreement"]
@@ -162,6 +164,7 @@ METRICS = (
     ("landmark_max_px", "landmark shift from the first column's, max (px at the locator's size)", "{:.3f}"),
     ("landmarks_found_differently", "landmarks found by one and not the other", "{}"),
     ("probability_max_diff", "glaucoma probability's change from the first column's, max", "{:.4f}"),
+    ("decisions_changed", "glaucoma decisions that differ from the first column's", "{}"),
     ("agrees", "within 99.5 % / 1 px / 0.01 of the first column", "{}"),
 )
 

@@ -67,5 +67,7 @@ def test_agreement_fails_a_moved_landmark_or_a_changed_answer(tiny_runs):
     assert not row["agrees"] and 1.4 < row["landmark_max_px"] < 1.6
     changed = [replace(results[0], glaucoma_probability=results[0].glaucoma_probability + 0.02), *results[1:]]
     assert not agreement(results, changed, size)["agrees"]
+    flipped = [replace(results[0], glaucoma=not results[0].glaucoma), *results[1:]]
+    assert agreement(results, flipped, size)["decisions_changed"] == 1
     lost = [replace(r, fovea=None) for r in results]
     assert agreement(results, lost, size)["landmarks_found_differently"] == sum(r.fovea is not None for r in results)
