@@ -11,14 +11,13 @@ PRECISIONS = ("fp32", "fp16", "int8")  # the graph files a bundle holds
 # What an engine can run: the files' precisions, and BF16 (the FP32 file computed in BF16 by OpenVINO).
 RUN_PRECISIONS = (*PRECISIONS, "bf16")
 BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 def file_precision(precision: str) -> str:
     """The graph file an engine precision reads: BF16 computes the FP32 file."""
     return "fp32" if precision == "bf16" else precision
 
-
-DEVICES = ("auto", "cpu", "cuda")
 
 # Disc crops span twice the optic disc's diameter around its centre (Zhao et al.'s crops of "about
 # twice the diameter of the optic disc").
