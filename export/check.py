@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from fundusrt.runtime.bundle import Bundle, load_bundle
+from fundusrt.runtime.constants import file_precision
 from fundusrt.runtime.engines import EngineError, open_engine
 from fundusrt.train.tables import markdown_table
 from fundusrt.train.tasks import BY_GRAPH
@@ -73,9 +74,8 @@ def candidate_engines(bundle: Bundle, graph: str, threads: int | None) -> dict:
     at FP32, BF16 and INT8 where it is installed and can (a line on stderr says where it cannot)."""
     files = bundle.graph(graph).files
     engines = {}
-    wanted = [("onnxruntime", p) for p in files] + [
-        ("openvino", p) for p in OPENVINO_PRECISIONS if p in files or p == "bf16"
-    ]
+    wanted = [("onnxruntime", p) for p in files]
+    wanted += [("openvino", p) for p in OPENVINO_PRECISIONS if file_precision(p) in files]
     for backend, precision in wanted:
         try:
             engines[backend, precision] = open_engine(
