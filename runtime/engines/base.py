@@ -18,6 +18,17 @@ class EngineError(RuntimeError):
     """A backend that cannot be used here, or inputs it cannot take: one line saying why."""
 
 
+def import_backend(module: str, missing: str):
+    """The backend's module, imported when an engine opens (never at the runtime's import), or one
+    EngineError line, ``missing``, saying how to install it."""
+    from importlib import import_module
+
+    try:
+        return import_module(module)
+    except ImportError:
+        raise EngineError(missing) from None
+
+
 class Engine(ABC):
     """Subclasses set ``inputs``, ``outputs`` (``TensorSpec`` tuples), ``max_batch`` and
     ``description`` (backend, device, precision: what ``auto`` took), and implement ``_run``."""

@@ -15,17 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from ..bundle import Bundle
-from .base import Engine, EngineError
+from .base import Engine, EngineError, import_backend
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 
 def _ort():
-    try:
-        import onnxruntime
-    except ImportError:
-        raise EngineError("onnxruntime is not installed (pip install onnxruntime)") from None
-    return onnxruntime
+    return import_backend("onnxruntime", "onnxruntime is not installed (pip install onnxruntime)")
 
 
 def gpu_providers_available() -> list[str]:

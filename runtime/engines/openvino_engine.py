@@ -24,19 +24,14 @@ import numpy as np
 
 from ..bundle import Bundle
 from ..constants import file_precision
-from .base import Engine, EngineError
+from .base import Engine, EngineError, import_backend
 
 PRECISIONS = ("fp32", "bf16", "int8")
 CACHE = ("engines", "openvino")
 
 
 def import_openvino():
-    """The openvino module, or one EngineError line saying how to install it."""
-    try:
-        import openvino
-    except ImportError:
-        raise EngineError("OpenVINO is not installed (pip install 'fundusrt[openvino]')") from None
-    return openvino
+    return import_backend("openvino", "OpenVINO is not installed (pip install 'fundusrt[openvino]')")
 
 
 def cpu_has_bf16(core) -> bool:

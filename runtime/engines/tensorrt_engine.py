@@ -22,19 +22,16 @@ import numpy as np
 
 from ..bundle import Bundle, TensorSpec
 from . import cuda
-from .base import Engine, EngineError
+from .base import Engine, EngineError, import_backend
 
 PROFILE = 0
 
 
 def import_tensorrt():
     """The tensorrt module, or one EngineError line saying what is missing."""
-    try:
-        import tensorrt as trt
-    except ImportError:
-        raise EngineError(
-            "TensorRT is not installed (pip install 'fundusrt[trt]' on a machine with an NVIDIA GPU)"
-        ) from None
+    trt = import_backend(
+        "tensorrt", "TensorRT is not installed (pip install 'fundusrt[trt]' on a machine with an NVIDIA GPU)"
+    )
     if not hasattr(trt, "Runtime"):
         raise EngineError("the installed tensorrt package has no runtime (a stub?)")
     return trt
