@@ -10,7 +10,8 @@ def test_help_lists_the_plugged_in_commands(capsys):
     with pytest.raises(SystemExit) as done:
         cli.main(["--help"])
     assert done.value.code == 0
-    assert "synth" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "synth" in out and "screen" in out and "report" in out
 
 
 def test_console_script_runs():
