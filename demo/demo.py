@@ -2,7 +2,8 @@
 
     synthesize -> train the three stages (briefly, at reduced size) -> export FP32/FP16/INT8 ->
     parity check -> screen held-out phantoms and a real photograph -> REFUGE metrics ->
-    benchmark -> demo-out/report.md and report.html
+    benchmark -> demo-out/report.md and report.html -> the graders' review page,
+    demo-out/screen/report.html
 
 Run by ``make demo``. Each step prints one line when it starts and when it ends; a step that
 finished before (its marker in OUT/.done) is reused, so a re-run only does what is missing.
@@ -114,7 +115,7 @@ def build(out: Path) -> Demo:
         shutil.rmtree(out / "screen", ignore_errors=True)
         photos = data / "test" / "Training400"  # the images only, not the annotation masks beside them
         rc = fundusrt(["screen", str(photos), str(data / "retina.jpg"), "--bundle", str(bundle),
-                       "--out", str(out / "screen"), "--masks", "--overlays", "--refuge-submission",
+                       "--out", str(out / "screen"), "--masks", "--overlays", "--heatmaps", "--refuge-submission",
                        "--quiet"])  # fmt: skip
         if rc == 2:
             raise SystemExit("demo: fundusrt screen failed to start")
@@ -137,6 +138,10 @@ def build(out: Path) -> Demo:
 
         write_report(out, demo.timings, RECIPE)
 
+    @demo.step("review", "write the graders' review page (fundusrt report)")
+    def _():
+        call("report", out / "screen")
+
     return demo
 
 
@@ -150,7 +155,8 @@ def main() -> int:
     sys.path.insert(0, str(HERE))
     start = time.perf_counter()
     build(args.out).run()
-    print(f"demo finished in {time.perf_counter() - start:.0f} s: {args.out / 'report.md'}", flush=True)
+    print(f"demo finished in {time.perf_counter() - start:.0f} s: {args.out / 'report.md'}; "
+          f"review page: {args.out / 'screen' / 'report.html'}", flush=True)  # fmt: skip
     return 0
 
 

@@ -2,7 +2,8 @@
 
 locator     image (N, 3, S, S)                 -> distance_map (N, 1, S, S)     B^N, sigmoid applied
 segmenter   image (N, 3, S, S) disc crop       -> disc_cup (N, 2, S, S)         probabilities
-classifier  full (N, 3, S, S), crop (N, 3, S, S) -> probability (N,), members (N, M)
+classifier  full (N, 3, S, S), crop (N, 3, S, S) -> probability (N,), members (N, M),
+                                                    heatmaps (N, K, S/32, S/32) class activation maps
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from fundusrt.runtime.bundle import (
     sha256,
     write_manifest,
 )
-from fundusrt.runtime.constants import GRAPHS, PRECISIONS
+from fundusrt.runtime.constants import GRAPHS, PRECISIONS, UNCERTAIN_SPREAD
 from fundusrt.runtime.glaucoma_risk import VcdrRisk
 from fundusrt.runtime.normalize import Normalization
 from fundusrt.runtime.postprocess import LandmarkPostprocess, SegmentationPostprocess
@@ -85,6 +86,11 @@ def plan_graphs(runs: dict[str, Path]) -> dict[str, GraphPlan]:
     return plans
 
 
+def _output_names(plan: GraphPlan) -> tuple[str, ...]:
+    """The graph's outputs: the task's, or the ensemble's own (``heatmaps`` only where a member has a CAM)."""
+    return getattr(plan.module, "output_names", plan.task.graph_outputs)
+
+
 def _vcdr_risk(classifier: Path, weight: float | None) -> VcdrRisk | None:
     """The classify run's vCDR model with its weight in the glaucoma probability, or None."""
     path = Path(classifier) / "vcdr_risk.json"
@@ -106,10 +112,12 @@ def export_bundle(
     threshold: float = 0.5,
     precisions: tuple[str, ...] = PRECISIONS,
     vcdr_weight: float | None = None,
+    uncertainty: float | None = UNCERTAIN_SPREAD,
     log=print,
 ) -> Path:
     """``vcdr_weight``: the share of the vCDR's model in the glaucoma probability (default: the one the
-    classify run fitted it with); 0 leaves it out."""
+    classify run fitted it with); 0 leaves it out. ``uncertainty``: the members' spread (standard
+    deviation of their probabilities) from which a record is ``uncertain``; None: not judged."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     plans = plan_graphs({"classifier": classifier, "segmenter": segmenter, "locator": locator})
@@ -123,7 +131,7 @@ def export_bundle(
         example = tuple(torch.randn(2, 3, size, size) for _ in inputs)
         fp32 = out / f"{name}.onnx"
         export_onnx(
-            plan.module, example, fp32, input_names=inputs, output_names=list(plan.task.graph_outputs),
+            plan.module, example, fp32, input_names=inputs, output_names=list(_output_names(plan)),
             max_batch=max_batch, metadata={"graph": name, "preprocess": asdict(plan.preprocess)},
         )  # fmt: skip
         files = {"fp32": fp32}
@@ -153,6 +161,8 @@ def export_bundle(
             threshold=threshold,
             merge="mean of member probabilities",
             vcdr=_vcdr_risk(classifier, vcdr_weight),
+            uncertainty=uncertainty,
+            heatmaps=dict(getattr(plans["classifier"].module, "heatmap_members", {})),
         ),
         producer={
             "fundusrt": __version__,

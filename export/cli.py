@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from fundusrt.runtime.constants import PRECISIONS, RUN_PRECISIONS
+from fundusrt.runtime.constants import PRECISIONS, RUN_PRECISIONS, UNCERTAIN_SPREAD
 
 
 def register_export(subparsers) -> None:
@@ -33,6 +33,10 @@ def register_export(subparsers) -> None:
         "--vcdr-weight", type=float,
         help="share of the classify run's vCDR model in the glaucoma probability (default: the run's; 0: none)",
     )  # fmt: skip
+    p.add_argument(
+        "--uncertainty", type=float, default=UNCERTAIN_SPREAD,
+        help=f"members' spread (std of their probabilities) from which a record is uncertain ({UNCERTAIN_SPREAD})",
+    )  # fmt: skip
     p.set_defaults(func=_export)
 
 
@@ -51,6 +55,7 @@ def _export(args) -> int:
         classifier=args.classifier, segmenter=args.segmenter, locator=args.locator, out=args.out,
         calibration=calibration, calibration_count=args.calibration_count, max_batch=args.max_batch,
         threshold=args.threshold, precisions=precisions, vcdr_weight=args.vcdr_weight,
+        uncertainty=args.uncertainty,
     )  # fmt: skip
     print(f"bundle: {args.out}")
     return 0

@@ -11,7 +11,8 @@ axis) and preprocessing; then the locator's post-processing (``landmarks``), the
 (``segmentation``; both are callables of ``postprocess``) and the ensemble. Reading is strict: a
 missing key, an unknown key or a value of the wrong type is refused in one line naming the key
 and the file; nothing is filled in.
-Version-1 bundles are still read (``_from_version_1``).
+Older bundles are still read: version 1 (``_from_version_1``) and version 2 (``_from_version_2``:
+no class activation maps, no uncertainty threshold).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .normalize import Normalization
 from .postprocess import LandmarkPostprocess, SegmentationPostprocess
 
 FORMAT = "fundusrt-bundle"
-VERSION = 2
+VERSION = 3
 
 
 class BundleError(ValueError):
@@ -88,6 +89,10 @@ class Ensemble:
     threshold: float  # glaucoma when the glaucoma probability reaches it
     merge: str  # how the members' probabilities become the ensemble's, in words
     vcdr: VcdrRisk | None  # the vCDR's model and its share of the glaucoma probability
+    # "uncertain" when the members' probabilities spread (standard deviation) reaches this; None: not judged
+    uncertainty: float | None
+    # member -> the view ("full" or "crop") of its class activation map, in the ``heatmaps`` output's order
+    heatmaps: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,8 @@ class Manifest:
         """Strictly: every key present, none unknown, each of its type; version 1 upgraded first."""
         if isinstance(d, dict) and d.get("version") == 1:
             d = _from_version_1(d)
+        if isinstance(d, dict) and d.get("version") == 2:
+            d = _from_version_2(d)
         manifest = _parse(cls, d, "manifest")
         _check(manifest)
         return manifest
@@ -156,6 +163,19 @@ def _check(m: Manifest) -> None:
             "'manifest.graphs.classifier.preprocess.crop_factor' "
             f"must be the same number, got {sorted(factors, key=str)}"
         )
+    outputs = [t.name for t in m.graphs["classifier"].outputs]
+    if bool(m.ensemble.heatmaps) != ("heatmaps" in outputs):
+        raise ManifestError(
+            "key 'manifest.ensemble.heatmaps' must name the members of the classifier's 'heatmaps' output "
+            f"(outputs: {', '.join(outputs)}; heatmaps: {dict(m.ensemble.heatmaps)})"
+        )
+    for name, view in m.ensemble.heatmaps.items():
+        if name not in m.ensemble.members:
+            raise ManifestError(f"key 'manifest.ensemble.heatmaps.{name}' is not a member")
+        if view not in ("full", "crop"):
+            raise ManifestError(f"key 'manifest.ensemble.heatmaps.{name}' must be 'full' or 'crop', got {view!r}")
+    if m.ensemble.uncertainty is not None and not m.ensemble.uncertainty > 0.0:
+        raise ManifestError(f"key 'manifest.ensemble.uncertainty' must be positive, got {m.ensemble.uncertainty}")
     if m.ensemble.vcdr is not None and not 0.0 <= m.ensemble.vcdr.weight <= 1.0:
         weight = m.ensemble.vcdr.weight
         raise ManifestError(f"key 'manifest.ensemble.vcdr.weight' must lie between 0 and 1, got {weight}")
@@ -208,6 +228,15 @@ def _parse(kind, value, where: str):
 _CROP_GRAPHS_V1 = ("segmenter", "classifier")  # the version-1 graphs with a disc-crop input
 
 
+def _from_version_2(d: dict) -> dict:
+    """A version-2 manifest in version 3's form: its classifier has no class activation maps and it
+    sets no uncertainty threshold (records say ``uncertain: null``)."""
+    ensemble = d.get("ensemble")
+    if not isinstance(ensemble, dict):
+        return d  # the strict parse names what is wrong
+    return {**d, "version": VERSION, "ensemble": {**ensemble, "uncertainty": None, "heatmaps": {}}}
+
+
 def _from_version_1(d: dict) -> dict:
     """A version-1 manifest in version 2's form, with the values the version-1 runtime used: its
     preprocessing carried unused keys (view, views, gamma) and a crop factor per graph, of which it
@@ -220,7 +249,7 @@ def _from_version_1(d: dict) -> dict:
         crop_factor = graphs["segmenter"]["preprocess"].get("crop_factor", 2.0)
         out = {
             "format": d["format"],
-            "version": VERSION,
+            "version": 2,
             "producer": d.get("producer", {}),
             "max_batch": d["max_batch"],
             "graphs": {
@@ -313,9 +342,9 @@ def load_bundle(root: Path, *, verify: bool = True) -> Bundle:
         raise BundleError(f"{path}: unreadable ({e})") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise BundleError(f"{path}: format {raw.get('format') if isinstance(raw, dict) else raw!r} is not {FORMAT!r}")
-    if raw.get("version") not in (1, VERSION):
+    if raw.get("version") not in range(1, VERSION + 1):
         raise BundleError(
-            f"{path}: bundle version {raw.get('version')} is not supported (this runtime reads 1 and {VERSION})"
+            f"{path}: bundle version {raw.get('version')} is not supported (this runtime reads 1 to {VERSION})"
         )
     try:
         manifest = Manifest.from_dict(raw)

@@ -38,3 +38,6 @@ PEAK_THRESHOLD = 0.2
 FOVEA_SEPARATION = (0.18, 0.85)
 # Disc and cup probabilities above this are the region the ellipse is fitted to.
 MASK_THRESHOLD = 0.5
+# A photograph is "uncertain" (and referred) when the ensemble's members disagree: the standard
+# deviation of their glaucoma probabilities reaches this (export writes it into the bundle).
+UNCERTAIN_SPREAD = 0.15

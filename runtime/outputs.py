@@ -5,11 +5,14 @@
                         record per image)
     OUT/masks/...       REFUGE-coded PNG masks at original size (0 cup, 128 rim, 255 background)
     OUT/overlays/...    disc and cup ellipses, disc centre, fovea and the answers drawn on the photo
+    OUT/heatmaps/...    the classifier's evidence (class activation maps) over the photograph (NAME.jpg)
+                        and over the disc crop (NAME.disc.jpg)
     OUT/refuge/         the REFUGE submission layout: segmentation/*.bmp,
                         classification_results.csv, fovea_location_results.csv
 
-Masks and overlays are named after each input's ``name`` (see ``inputs``), so equal file
-names in different folders do not collide. A killed run leaves at most one torn last line in
+Masks, overlays and heatmaps are named after each input's ``name`` (see ``inputs``), so equal
+file names in different folders do not collide; each record's ``files`` lists its own, relative to
+OUT (what ``fundusrt report`` shows). A killed run leaves at most one torn last line in
 ``results.jsonl``; ``resume`` drops it and returns the images already done.
 
 Records are not kept in memory: the writer holds one small entry per image (which line of
@@ -109,10 +112,13 @@ class SideFiles:
     """The files beside the records: masks, overlays and REFUGE's segmentation images, named after each
     input. Written where the image was screened (a Ray worker writes its own, into the shared ``out``)."""
 
-    def __init__(self, out: Path, *, names: dict[str, str] | None = None, masks=False, overlays=False, refuge=False):
+    def __init__(
+        self, out: Path, *, names: dict[str, str] | None = None, masks=False, overlays=False, refuge=False,
+        heatmaps=False,
+    ):  # fmt: skip
         self.out = Path(out)
         self.names = names or {}  # identity -> relative name for side files
-        self.masks, self.overlays, self.refuge = masks, overlays, refuge
+        self.masks, self.overlays, self.refuge, self.heatmaps = masks, overlays, refuge, heatmaps
 
     def write(self, result: Result) -> None:
         """Every side file asked for; one that cannot be written becomes a flag on the result."""
@@ -122,6 +128,7 @@ class SideFiles:
             (self.masks, "mask", self._write_mask),
             (self.overlays, "overlay", self._write_overlay),
             (self.refuge, "refuge_mask", self._write_refuge_mask),
+            (self.heatmaps, "heatmap", self._write_heatmaps),
         ):
             if wanted:
                 try:
@@ -132,15 +139,29 @@ class SideFiles:
     def relative(self, path: str, suffix: str) -> Path:
         return Path(self.names.get(identity(path), Path(path).name)).with_suffix(suffix)
 
-    def _save(self, target: Path, image) -> None:
+    def _save(self, target: Path, image, result: Result | None = None, kind: str | None = None) -> None:
+        """Write ``image`` (RGB or grey) to ``target``; ``kind`` names it in the record's ``files``."""
         target.parent.mkdir(parents=True, exist_ok=True)
         if image.ndim == 3:
             image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
         if not cv2.imwrite(str(target), image):
             raise OSError(f"OpenCV could not write {target}")
+        if kind:
+            result.files[kind] = target.relative_to(self.out).as_posix()
 
     def _write_mask(self, result: Result) -> None:
-        self._save(self.out / "masks" / self.relative(result.path, ".png"), result.refuge_mask())
+        self._save(self.out / "masks" / self.relative(result.path, ".png"), result.refuge_mask(), result, "mask")
+
+    def _write_heatmaps(self, result: Result) -> None:
+        if not result.heatmaps:
+            return  # a bundle from before class activation maps: nothing to draw
+        name = self.relative(result.path, ".jpg")
+        for view, kind, target in (
+            ("photograph", "heatmap", name),
+            ("disc", "heatmap_disc", name.with_suffix(".disc.jpg")),
+        ):
+            if view in result.heatmaps:
+                self._save(self.out / "heatmaps" / target, result.heatmaps[view], result, kind)
 
     def _write_refuge_mask(self, result: Result) -> None:
         self._save(
@@ -157,7 +178,7 @@ class SideFiles:
             result.image, disc=result.disc, cup=result.cup, disc_center=result.disc_center,
             fovea=result.fovea, lines=tuple(lines),
         )  # fmt: skip
-        self._save(self.out / "overlays" / self.relative(result.path, ".jpg"), picture)
+        self._save(self.out / "overlays" / self.relative(result.path, ".jpg"), picture, result, "overlay")
 
 
 class ResultWriter:
@@ -165,10 +186,12 @@ class ResultWriter:
 
     def __init__(
         self, out: Path, *, names: dict[str, str] | None = None, masks: bool = False, overlays: bool = False,
-        refuge: bool = False, resume: bool = False,
+        refuge: bool = False, resume: bool = False, heatmaps: bool = False,
     ):  # fmt: skip
         self.out = Path(out)
-        self.side_files = SideFiles(out, names=names, masks=masks, overlays=overlays, refuge=refuge)
+        self.side_files = SideFiles(
+            out, names=names, masks=masks, overlays=overlays, refuge=refuge, heatmaps=heatmaps
+        )  # fmt: skip
         self.refuge = refuge
         self._latest: dict[str, tuple[int, bool]] = {}  # identity -> (line of its latest record, ok)
         self._lines = 0

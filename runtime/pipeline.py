@@ -2,9 +2,10 @@
 
 Per batch: decode + field of view + full view (thread pool) -> locator -> LoG peaks -> disc
 crop from the original-resolution image -> segmenter and classifier -> ellipses, vCDR,
-probability, all in original pixels. Decoding of the next batch runs in the pool while the
-engines work on this one. An image that cannot be read or processed gets ``ok=False`` and a
-one-line reason; the rest of the batch goes on.
+probability, all in original pixels -> the photograph's quality and the members' agreement
+(``refer``), and on request the classifier's evidence maps drawn over the photograph. Decoding of
+the next batch runs in the pool while the engines work on this one. An image that cannot be read
+or processed gets ``ok=False`` and a one-line reason; the rest of the batch goes on.
 
     with Pipeline.load("bundle/") as screen:
         for result in screen(["a.jpg", "b.png"]):
@@ -23,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from . import heatmap
 from . import result as flags
 from .bundle import Bundle, load_bundle
 from .constants import GRAPHS
@@ -32,6 +34,7 @@ from .field_of_view import FieldOfView, detect_field_of_view
 from .geometry import Affine, disc_crop_transform, square_transform
 from .image_io import ImageReadError, read_image
 from .postprocess import DiscCup
+from .quality import assess_quality
 from .result import Result
 
 MIN_SIDE = 64  # smaller images hold no usable disc
@@ -41,6 +44,7 @@ RECROP_SIZE = 0.15  # segment again when the disc's measured size differs by mor
 RECROP_SHIFT = 0.15  # ... or its centre lies further than this many disc diameters from the crop's
 RECROPS = 2  # at most this many crops after the first
 LANDMARK_MARGIN = 0.02  # a fovea this close outside the frame (of its width) is clamped, further is dropped
+DISC_PICTURE = 384  # side of the disc crop the evidence map is drawn over
 
 
 @dataclass
@@ -111,16 +115,19 @@ class Pipeline:
     def __call__(self, images: Iterable, *, batch_size: int = 8) -> list[Result]:
         return list(self.stream(images, batch_size=batch_size))
 
-    def stream(self, images: Iterable, *, batch_size: int = 8, keep_images: bool = False) -> Iterator[Result]:
+    def stream(
+        self, images: Iterable, *, batch_size: int = 8, keep_images: bool = False, heatmaps: bool = False
+    ) -> Iterator[Result]:
         """Results in input order, one batch at a time; the next batch decodes while this one runs.
-        ``images``: paths or RGB uint8 arrays. ``keep_images`` leaves each decoded image on its result."""
+        ``images``: paths or RGB uint8 arrays. ``keep_images`` leaves each decoded image on its result;
+        ``heatmaps`` draws the evidence maps onto ``result.heatmaps`` (where the bundle has them)."""
         batch_size = max(1, min(batch_size, min(e.max_batch for e in self.engines.values())))
         batches = _chunks(enumerate(images), batch_size)
         pending = self._submit(next(batches, None))
         while pending is not None:
             upcoming = self._submit(next(batches, None))  # decode ahead while the engines run
             prepared = [future.result() for future in pending]
-            yield from self._run_batch(prepared, keep_images)
+            yield from self._run_batch(prepared, keep_images, heatmaps)
             pending = upcoming
 
     def _submit(self, batch):
@@ -164,11 +171,11 @@ class Pipeline:
 
     # -- stages 2 to 5, on the engines ------------------------------------------------------------
 
-    def _run_batch(self, prepared: list, keep_images: bool) -> list[Result]:
+    def _run_batch(self, prepared: list, keep_images: bool, heatmaps: bool) -> list[Result]:
         live = [p for p in prepared if isinstance(p, _Prepared)]
         if live:
             try:
-                self._infer(live)
+                self._infer(live, heatmaps)
             except Exception as e:  # an engine failed on the whole batch: every image says so
                 for p in live:
                     p.result.ok, p.result.error = False, f"{p.result.path}: inference failed: {type(e).__name__}: {e}"
@@ -183,7 +190,7 @@ class Pipeline:
                 out.append(p)
         return out
 
-    def _infer(self, live: list[_Prepared]) -> None:
+    def _infer(self, live: list[_Prepared], heatmaps: bool = False) -> None:
         n = len(live)
         t0 = time.perf_counter()
         maps = self.engines["locator"].run({"image": np.stack([p.locator_input for p in live])})["distance_map"]
@@ -224,6 +231,9 @@ class Pipeline:
             try:
                 probability, members = classified["probability"][i], classified["members"][i]
                 self._finish(p, crops[i], probability, members)
+                self._grade(p)
+                if heatmaps and "heatmaps" in classified:
+                    self._draw_evidence(p, crops[i], classified["heatmaps"][i])
             except Exception as e:
                 p.result.ok, p.result.error = False, f"{p.result.path}: post-processing failed: {type(e).__name__}: {e}"
             p.result.timings_ms.update(
@@ -299,7 +309,31 @@ class Pipeline:
             r.glaucoma_probability = ensemble.vcdr.combine(r.ensemble_probability, r.vcdr)
         r.glaucoma = bool(r.glaucoma_probability >= ensemble.threshold)
         r.members = {name: float(v) for name, v in zip(ensemble.members, members)}
+        r.uncertainty = float(np.std(np.asarray(members, np.float64)))
+        if ensemble.uncertainty is not None:
+            r.uncertain = r.uncertainty >= ensemble.uncertainty
         r.ok = True
+
+    def _grade(self, p: _Prepared) -> None:
+        """The photograph's quality (at the disc the segmenter found), and whether a grader should see it."""
+        r = p.result
+        r.quality = assess_quality(p.image, p.fov, r.disc)
+        if not r.quality.gradable:
+            r.flags.append(flags.UNGRADABLE)  # screened all the same: the answers stay, flagged
+        r.refer = r.glaucoma or bool(r.uncertain) or not r.quality.gradable
+
+    def _draw_evidence(self, p: _Prepared, crop: _Crop, maps: np.ndarray) -> None:
+        """The class activation maps of each view drawn over what that view showed the classifier: the
+        full view over the whole photograph, the crop's over the final disc crop."""
+        views = list(self.ensemble.heatmaps.values())
+        full = maps[[i for i, view in enumerate(views) if view == "full"]]
+        disc = maps[[i for i, view in enumerate(views) if view == "crop"]]
+        size = self.classifier_in.size
+        if len(full):
+            p.result.heatmaps["photograph"] = heatmap.over_photograph(p.image, full, p.fov.view_transform(size), size)
+        if len(disc):
+            picture = self._cut(p, _resized(crop.affine, self.segmenter_in.size, DISC_PICTURE), DISC_PICTURE)
+            p.result.heatmaps["disc"] = heatmap.over_crop(picture, disc)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -62,6 +62,7 @@ class Screener:
         self.batch_size = batch_size
         self.side_files = SideFiles(**side_files)
         self.keep_images = side_files.get("overlays", False)
+        self.heatmaps = side_files.get("heatmaps", False)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """``path`` as the user spelt it (the record keeps it), ``file`` the absolute path a worker on
@@ -69,11 +70,13 @@ class Screener:
         paths, files = [str(p) for p in batch["path"]], [str(f) for f in batch["file"]]
         self.side_files.names = {identity(p): str(n) for p, n in zip(paths, batch["name"])}
         records = []
-        results = self.pipeline.stream(files, batch_size=self.batch_size, keep_images=self.keep_images)
+        results = self.pipeline.stream(
+            files, batch_size=self.batch_size, keep_images=self.keep_images, heatmaps=self.heatmaps
+        )  # fmt: skip
         for path, result in zip(paths, results):
             result.path = path
             self.side_files.write(result)
-            result.image = None
+            result.image, result.heatmaps = None, {}
             records.append(json.dumps(result.to_dict()))
         return {"record": np.asarray(records, dtype=object)}
 

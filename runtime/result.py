@@ -2,8 +2,11 @@
 
 ``ok`` says whether the image was processed; ``error`` is the one-line reason when not.
 ``flags`` name what a person should look at in a processed image (no field of view found,
-landmarks not found and the disc placed by the fallback, no cup segmented, ...). Coordinates
-are ``[x, y]`` in the original image's pixels.
+landmarks not found and the disc placed by the fallback, no cup segmented, ungradable, ...).
+``quality`` grades the photograph itself (``quality``); ``uncertainty`` is how far the ensemble's
+members disagree, ``uncertain`` whether that reaches the bundle's threshold; ``refer`` says a
+grader should see it: glaucoma, uncertain or ungradable. Coordinates are ``[x, y]`` in the
+original image's pixels.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import numpy as np
 
 from .ellipse import Ellipse
 from .postprocess import DiscCup
+from .quality import Quality
 
 # Flags a processed image can carry.
 NO_FIELD_OF_VIEW = "no_field_of_view"  # nothing bright enough: the whole frame was used
@@ -24,6 +28,7 @@ LANDMARK_CLAMPED = "landmark_clamped"  # a landmark just outside the frame was m
 DISC_OUTSIDE_IMAGE = "disc_outside_image"  # the segmented disc's centre lay outside the frame: dropped
 DISC_NOT_SEGMENTED = "disc_not_segmented"  # no disc region in the crop: no vCDR
 CUP_NOT_SEGMENTED = "cup_not_segmented"  # a disc but no cup: vCDR 0
+UNGRADABLE = "ungradable"  # the photograph's quality is too poor to grade (screened all the same)
 
 
 @dataclass
@@ -42,9 +47,16 @@ class Result:
     disc_center: tuple[float, float] | None = None
     fovea: tuple[float, float] | None = None
     image_size: tuple[int, int] | None = None  # (width, height)
+    quality: Quality | None = None
+    uncertainty: float | None = None  # the members' spread: the standard deviation of their probabilities
+    uncertain: bool | None = None  # the spread reaches the bundle's threshold (None: the bundle sets none)
+    refer: bool | None = None  # glaucoma, uncertain or ungradable: a grader should see this one
     flags: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # side files written, relative to the output folder
     image: np.ndarray | None = field(default=None, repr=False, compare=False)  # only when asked to keep it
+    # evidence pictures ("photograph", "disc": RGB arrays), only when asked for
+    heatmaps: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     def refuge_mask(self) -> np.ndarray:
         """The disc and cup ellipses as a REFUGE-coded mask (0 cup, 128 rim, 255 background) at original size."""
@@ -75,8 +87,13 @@ class Result:
             "disc_center": point(self.disc_center),
             "fovea": point(self.fovea),
             "image_size": list(self.image_size) if self.image_size else None,
+            "quality": self.quality.to_dict() if self.quality else None,
+            "uncertainty": number(self.uncertainty),
+            "uncertain": self.uncertain,
+            "refer": self.refer,
             "flags": list(self.flags),
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+            "files": dict(self.files),
         }
 
     @classmethod
@@ -85,7 +102,8 @@ class Result:
 
 
 CSV_COLUMNS = (
-    "path", "ok", "error", "glaucoma_probability", "glaucoma", "ensemble_probability", "vcdr_probability", "vcdr",
+    "path", "ok", "error", "refer", "glaucoma_probability", "glaucoma", "ensemble_probability", "vcdr_probability",
+    "uncertainty", "uncertain", "quality_score", "gradable", "quality_reasons", "vcdr",
     "disc_x", "disc_y", "fovea_x", "fovea_y", "disc_vertical_diameter", "cup_vertical_diameter",
     "width", "height", "flags",
 )  # fmt: skip
@@ -95,14 +113,21 @@ def csv_row(record: dict) -> dict:
     """A JSON record (``Result.to_dict()``) as one flat CSV row."""
     disc, fovea = record.get("disc_center") or [None, None], record.get("fovea") or [None, None]
     size = record.get("image_size") or [None, None]
+    quality = record.get("quality") or {}
     return {
         "path": record["path"],
         "ok": record["ok"],
         "error": record.get("error") or "",
+        "refer": record.get("refer"),
         "glaucoma_probability": record.get("glaucoma_probability"),
         "glaucoma": record.get("glaucoma"),
         "ensemble_probability": record.get("ensemble_probability"),
         "vcdr_probability": record.get("vcdr_probability"),
+        "uncertainty": record.get("uncertainty"),
+        "uncertain": record.get("uncertain"),
+        "quality_score": quality.get("score"),
+        "gradable": quality.get("gradable"),
+        "quality_reasons": ";".join(quality.get("reasons") or []),
         "vcdr": record.get("vcdr"),
         "disc_x": disc[0],
         "disc_y": disc[1],

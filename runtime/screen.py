@@ -41,6 +41,10 @@ def register_command(subparsers) -> None:
     )  # fmt: skip
     p.add_argument("--masks", action="store_true", help="write REFUGE-coded PNG masks at original size")
     p.add_argument("--overlays", action="store_true", help="write pictures of the answers for a person to check")
+    p.add_argument(
+        "--heatmaps", action="store_true",
+        help="write the classifier's evidence (class activation maps) over each photograph and its disc crop",
+    )  # fmt: skip
     p.add_argument("--refuge-submission", action="store_true", help="write OUT/refuge in the REFUGE layout")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in the same --out")
     p.add_argument("--retry-failed", action="store_true", help="with --resume, also redo images that failed")
@@ -71,7 +75,7 @@ def run(args) -> int:
     try:
         writer = ResultWriter(
             args.out, names={identity(i.path): i.name for i in inputs}, masks=args.masks, overlays=args.overlays,
-            refuge=args.refuge_submission, resume=args.resume,
+            refuge=args.refuge_submission, resume=args.resume, heatmaps=args.heatmaps,
         )  # fmt: skip
     except OutputError as e:
         return _usage(str(e))
@@ -128,9 +132,10 @@ def _local(args, todo, writer):
 
     def records():
         with pipeline:
-            for result in pipeline.stream(todo, batch_size=args.batch, keep_images=args.overlays):
+            stream = pipeline.stream(todo, batch_size=args.batch, keep_images=args.overlays, heatmaps=args.heatmaps)
+            for result in stream:
                 writer.write(result)
-                result.image = None
+                result.image, result.heatmaps = None, {}
                 yield
 
     return records()
@@ -152,7 +157,10 @@ def _on_ray(args, todo, writer):
         [(p, side.names[identity(p)]) for p in todo],
         bundle=args.bundle.resolve(), cluster=cluster, batch_size=args.batch, quiet=args.quiet,
         pipeline=dict(backend=args.backend, device=args.device, precision=args.precision, cuda_graph=args.cuda_graph),
-        side_files=dict(out=str(side.out.resolve()), masks=side.masks, overlays=side.overlays, refuge=side.refuge),
+        side_files=dict(
+            out=str(side.out.resolve()), masks=side.masks, overlays=side.overlays, refuge=side.refuge,
+            heatmaps=side.heatmaps,
+        ),
     )  # fmt: skip
     print(f"engines: Ray, {args.workers} workers x {args.cpus_per_worker:g} CPU, {args.gpus_per_worker:g} GPU",
           file=sys.stderr)  # fmt: skip

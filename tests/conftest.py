@@ -19,7 +19,7 @@ def manifest_of(graphs: dict, *, engines=(), max_batch: int = 64) -> Manifest:
     """A manifest around ``graphs`` with the default post-processing, for unit tests of one graph."""
     return Manifest(
         FORMAT, VERSION, {"fundusrt": "test"}, max_batch, graphs, LandmarkPostprocess.default(),
-        SegmentationPostprocess.default(), Ensemble(("m",), 0.5, "mean", None), tuple(engines),
+        SegmentationPostprocess.default(), Ensemble(("m",), 0.5, "mean", None, 0.15, {}), tuple(engines),
     )  # fmt: skip
 
 

@@ -6,6 +6,10 @@ the official REFUGE definitions (``metrics``): OC/OD Dice, vCDR MAE, AUC, sensit
 specificity, mean fovea distance. Writes JSON and a Markdown table beside REFUGE's published
 baseline, so a reader sees both.
 
+Uncertainty: how many photographs the bundle calls uncertain (its members disagree) and the AUC
+with those set aside, and the same at other spreads (``uncertainty_sweep``) for choosing the
+threshold at export; quality: how many are ungradable.
+
 With several backends or precisions (``--backend onnxruntime,openvino --precision fp32,bf16``),
 each column after a bundle's first also says how far its answers are from that first column's,
 image by image, and whether they stay within the task-level tolerances (``AGREEMENT``).
@@ -30,6 +34,7 @@ from .tables import markdown_table
 
 # REFUGE's published baseline on its validation set: M-Net trained on ORIGA (Orlando et al. 2020).
 REFUGE_BASELINE = {"oc_dice": 0.870, "od_dice": 0.912, "vcdr_mae": 0.049, "auc": 0.963}
+SWEEP_SPREADS = (0.05, 0.1, 0.15, 0.2, 0.25)  # members' spreads at which the set-aside AUC is shown
 
 
 # A configuration agrees with the reference (the first) when, over all images, at least 99.5 % of the
@@ -101,13 +106,14 @@ def score_results(samples, results) -> dict:
     asks of the landmarks: the fovea's error as a share of the image width (a fovea not found counts
     as a whole width) and the disc centre's error in disc diameters."""
     masks, truths, labels, scores, fovea_pred, fovea_true = [], [], [], [], [], []
-    ensemble_scores, vcdr_scores, fovea_relative, disc_dd = [], [], [], []
-    failed, no_fovea, flagged = [], 0, 0
+    ensemble_scores, vcdr_scores, fovea_relative, disc_dd, spreads, uncertain = [], [], [], [], [], []
+    failed, no_fovea, flagged, ungradable = [], 0, 0, 0
     for sample, result in zip(samples, results):
         if not result.ok:
             failed.append(result.error)
             continue
         flagged += bool(result.flags)
+        ungradable += bool(result.quality and not result.quality.gradable)
         width = result.image_size[0]
         anat = anatomy(sample)
         if sample.has_mask:
@@ -121,6 +127,8 @@ def score_results(samples, results) -> dict:
             scores.append(result.glaucoma_probability)
             ensemble_scores.append(result.ensemble_probability)
             vcdr_scores.append(result.vcdr if result.vcdr is not None else 0.0)
+            spreads.append(result.uncertainty)
+            uncertain.append(bool(result.uncertain))
         if sample.fovea is not None:
             if result.fovea is None:
                 no_fovea += 1
@@ -129,13 +137,21 @@ def score_results(samples, results) -> dict:
                 fovea_pred.append(result.fovea)
                 fovea_true.append(sample.fovea)
                 fovea_relative.append(float(np.hypot(*np.subtract(result.fovea, sample.fovea))) / width)
-    report = {"images": len(samples), "failed": len(failed), "flagged": flagged, "errors": failed}
+    report = {"images": len(samples), "failed": len(failed), "flagged": flagged, "ungradable": ungradable,
+              "errors": failed}  # fmt: skip
     if masks:
         report.update(segmentation_metrics(masks, truths))
     if labels and len(set(labels)) == 2:
         report.update(classification_metrics(labels, scores))
         report["auc_ensemble"] = classification_metrics(labels, ensemble_scores)["auc"]
         report["auc_vcdr"] = classification_metrics(labels, vcdr_scores)["auc"]
+        report["uncertain"] = int(sum(uncertain))
+        report["auc_certain"] = _auc_kept(labels, scores, [not u for u in uncertain])
+        report["uncertainty_sweep"] = [
+            {"spread": t, "set_aside": int(sum(s >= t for s in spreads)),
+             "auc": _auc_kept(labels, scores, [s < t for s in spreads])}
+            for t in SWEEP_SPREADS
+        ]  # fmt: skip
     if fovea_true:
         report["fovea_distance_px"] = fovea_distance(fovea_pred, fovea_true)
     if fovea_relative:
@@ -148,6 +164,14 @@ def score_results(samples, results) -> dict:
     return report
 
 
+def _auc_kept(labels, scores, keep) -> float | None:
+    """The AUC over the photographs kept (None where one class is left without any)."""
+    kept = [(y, s) for y, s, k in zip(labels, scores, keep) if k]
+    if len({y for y, _ in kept}) < 2:
+        return None
+    return classification_metrics([y for y, _ in kept], [s for _, s in kept])["auc"]
+
+
 METRICS = (
     ("od_dice", "OD Dice", "{:.3f}"),
     ("oc_dice", "OC Dice", "{:.3f}"),
@@ -155,6 +179,9 @@ METRICS = (
     ("auc", "AUC", "{:.3f}"),
     ("auc_ensemble", "AUC, ensemble alone", "{:.3f}"),
     ("auc_vcdr", "AUC, vCDR alone", "{:.3f}"),
+    ("uncertain", "uncertain (members disagree: spread at the bundle's threshold or more)", "{}"),
+    ("auc_certain", "AUC, uncertain ones set aside", "{:.3f}"),
+    ("ungradable", "ungradable photographs (screened all the same)", "{}"),
     ("sensitivity_at_85_specificity", "sensitivity at 85 % specificity", "{:.3f}"),
     ("fovea_distance_px", "fovea distance (px)", "{:.1f}"),
     ("fovea_median_of_width", "fovea error, median (of width)", "{:.2%}"),
@@ -173,11 +200,24 @@ def markdown(reports: dict[str, dict]) -> str:
     rows = []
     for key, label, fmt in METRICS:
         if any(key in r for r in reports.values()):
-            cells = [_cell(fmt, r[key]) if key in r else None for r in reports.values()]
+            cells = [_cell(fmt, r[key]) if r.get(key) is not None else None for r in reports.values()]
             rows.append([label, *cells, fmt.format(REFUGE_BASELINE[key]) if key in REFUGE_BASELINE else None])
     counts = [f"{r['images']} / {r['failed']} / {r['flagged']}" for r in reports.values()]
     rows.append(["images / failed / flagged", *counts, ""])
-    return markdown_table(["metric", *reports, "REFUGE baseline (validation)"], rows) + "\n"
+    table = markdown_table(["metric", *reports, "REFUGE baseline (validation)"], rows) + "\n"
+    name, first = next(iter(reports.items()))
+    if first.get("uncertainty_sweep"):
+        sweep = [
+            [f"{s['spread']:g}", s["set_aside"], "–" if s["auc"] is None else f"{s['auc']:.3f}"]
+            for s in first["uncertainty_sweep"]
+        ]  # fmt: skip
+        table += (
+            f"\nUncertain photographs set aside ({name}): members' spread (standard deviation of their "
+            f"probabilities) from which a photograph is set aside, how many are, and the AUC of the rest "
+            f"(all: {first['auc']:.3f}).\n\n"
+            + markdown_table(["spread", "set aside", "AUC of the rest"], sweep) + "\n"
+        )  # fmt: skip
+    return table
 
 
 def _cell(fmt: str, value) -> str:

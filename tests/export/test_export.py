@@ -12,6 +12,7 @@ import pytest
 from fundusrt.export.check import TOLERANCES, check_bundle, format_table
 from fundusrt.export.engines import tensorrt_builder_available
 from fundusrt.runtime.bundle import BundleError, load_bundle, sha256
+from fundusrt.runtime.constants import UNCERTAIN_SPREAD
 from fundusrt.runtime.postprocess import LandmarkPostprocess, SegmentationPostprocess
 from fundusrt.train.models import load_checkpoint
 
@@ -25,7 +26,7 @@ def test_manifest_describes_every_graph(runs):
     bundle = load_bundle(runs["bundle"])
     m = bundle.manifest
     assert set(m.graphs) == {"locator", "segmenter", "classifier"} and m.max_batch == 16
-    assert m.producer["opset"] >= 18 and m.ensemble.members == ("crop_gap",) and m.version == 2
+    assert m.producer["opset"] >= 18 and m.ensemble.members == ("crop_gap",) and m.version == 3
     for spec in m.graphs.values():
         assert set(spec.files) == {"fp32", "fp16", "int8"}
         for entry in spec.files.values():
@@ -36,7 +37,8 @@ def test_manifest_describes_every_graph(runs):
     assert asdict(seg.preprocess) == checkpoint["preprocess"] and seg.preprocess.crop_factor == 2.0
     assert m.graphs["classifier"].preprocess.crop_factor == 2.0 and m.graphs["locator"].preprocess.crop_factor is None
     assert [t.name for t in m.graphs["classifier"].inputs] == ["full", "crop"]
-    assert [t.name for t in m.graphs["classifier"].outputs] == ["probability", "members"]
+    assert [t.name for t in m.graphs["classifier"].outputs] == ["probability", "members", "heatmaps"]
+    assert m.ensemble.heatmaps == {"crop_gap": "crop"} and m.ensemble.uncertainty == UNCERTAIN_SPREAD
     assert m.graphs["locator"].preprocess.normalization.per_image
     assert m.landmarks == LandmarkPostprocess.default() and m.segmentation == SegmentationPostprocess.default()
 
@@ -68,6 +70,7 @@ def test_parity_with_pytorch(runs):
         tol = TOLERANCES[r["precision"]]
         if r["graph"] == "classifier":
             assert r["probability_max_diff"] <= tol["probability"] and r["member_max_diff"] <= tol["probability"]
+            assert r["heatmap_max_diff"] <= tol["heatmap"]  # the class activation maps, PyTorch against ONNX
         elif r["graph"] == "segmenter":
             assert r["mask_agreement"] >= tol["mask_agreement"]
             assert abs(r["od_dice_onnx"] - r["od_dice_torch"]) <= 0.01

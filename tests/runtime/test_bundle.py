@@ -125,7 +125,8 @@ def test_version_1_is_read_with_the_values_its_runtime_used():
     raw = json.loads(VERSION_1.read_text())
     assert raw["version"] == 1 and "view" in raw["graphs"]["locator"]["preprocess"]
     m = Manifest.from_dict(raw)
-    assert m.version == 2 and m.max_batch == 16
+    assert m.version == 3 and m.max_batch == 16
+    assert m.ensemble.uncertainty is None and m.ensemble.heatmaps == {}
     assert m.landmarks == LandmarkPostprocess.default() and m.segmentation == SegmentationPostprocess(0.5)
     loc, seg, cls = (m.graphs[g].preprocess for g in ("locator", "segmenter", "classifier"))
     assert (loc.size, seg.size, cls.size) == (96, 192, 64)
@@ -137,6 +138,30 @@ def test_version_1_is_read_with_the_values_its_runtime_used():
     # and a version-1 bundle that lacked what its runtime defaulted still reads the same defaults
     del raw["graphs"]["segmenter"]["postprocess"]["threshold"], raw["ensemble"]["threshold"]
     assert Manifest.from_dict(raw) == m
+
+
+def test_version_2_is_read_without_heatmaps_or_an_uncertainty_threshold(tmp_path):
+    raw = _raw(_bundle(tmp_path / "b"))
+    del raw["ensemble"]["uncertainty"], raw["ensemble"]["heatmaps"]
+    m = Manifest.from_dict({**raw, "version": 2})
+    assert m.version == 3 and m.ensemble.uncertainty is None and m.ensemble.heatmaps == {}
+    with pytest.raises(ManifestError, match=r"'manifest\.ensemble\.uncertainty' is missing"):
+        Manifest.from_dict(raw)  # version 3 must say it
+
+
+def test_heatmaps_must_name_members_of_the_heatmaps_output(tmp_path):
+    raw = _raw(_bundle(tmp_path / "b"))
+    raw["ensemble"]["heatmaps"] = {"m": "crop"}  # but the classifier has no "heatmaps" output
+    with pytest.raises(ManifestError, match="must name the members of the classifier's 'heatmaps' output"):
+        Manifest.from_dict(raw)
+    raw["graphs"]["classifier"]["outputs"].append({"name": "heatmaps", "shape": ["batch", 1, 2, 2], "dtype": "float32"})
+    assert Manifest.from_dict(raw).ensemble.heatmaps == {"m": "crop"}
+    raw["ensemble"]["heatmaps"] = {"other": "crop"}
+    with pytest.raises(ManifestError, match=r"heatmaps\.other' is not a member"):
+        Manifest.from_dict(raw)
+    raw["ensemble"]["heatmaps"] = {"m": "side"}
+    with pytest.raises(ManifestError, match="must be 'full' or 'crop'"):
+        Manifest.from_dict(raw)
 
 
 def test_version_1_without_what_its_runtime_needed_is_refused():

@@ -59,6 +59,34 @@ def test_a_result_per_image_in_original_pixels(pipeline):
         assert record["image_size"] == [w, h] and isinstance(record["flags"], list)
 
 
+def test_records_carry_quality_uncertainty_and_referral(pipeline):
+    results = pipeline([phantom(i) for i in range(3)] + [np.zeros((300, 300, 3), np.uint8)])
+    spread = pipeline.bundle.manifest.ensemble.uncertainty
+    for r in results:
+        assert r.ok and r.quality is not None and 0.0 <= r.quality.score <= 1.0
+        assert r.uncertainty == 0.0 and r.uncertain is (r.uncertainty >= spread)  # one member: no spread
+        assert r.refer == (r.glaucoma or r.uncertain or not r.quality.gradable)
+        assert ("ungradable" in r.flags) == (not r.quality.gradable)
+        record = r.to_dict()
+        assert record["quality"]["gradable"] == r.quality.gradable and record["refer"] == r.refer
+    for r in results[:3]:  # clean phantoms: nothing wrong with the photograph (the tiny model may miss the disc)
+        assert set(r.quality.reasons) <= {"disc_not_visible"}
+    black = results[3]
+    assert not black.quality.gradable and black.refer and "ungradable" in black.flags  # screened all the same
+
+
+def test_heatmaps_are_drawn_only_when_asked(pipeline):
+    images = [phantom(i, 700) for i in range(2)]
+    plain = list(pipeline.stream(images))
+    drawn = list(pipeline.stream(images, heatmaps=True))
+    assert all(not r.heatmaps for r in plain)
+    views = set(pipeline.bundle.manifest.ensemble.heatmaps.values())
+    assert views == {"crop"}  # the tiny bundle's one member sees the disc crop
+    for r in drawn:
+        assert set(r.heatmaps) == {"disc"} and r.heatmaps["disc"].shape == (384, 384, 3)
+        assert r.to_dict() | {"timings_ms": None} == plain[drawn.index(r)].to_dict() | {"timings_ms": None}
+
+
 def test_batching_never_mixes_images_up(pipeline, tmp_path):
     # Each image alone, then all together with bad inputs between them: the same answer per image.
     good = [phantom(i, w) for i, w in zip(range(4), (600, 800, 1000, 700))]
@@ -175,15 +203,27 @@ def test_landmarks_beyond_the_frame_are_clamped_or_dropped_and_flagged(pipeline)
     assert r.cup is None and r.disc is not None
 
 
-def test_a_version_1_bundle_screens_as_its_version_2_twin(tiny_runs, tmp_path):
-    """The stored version-1 manifest (as export wrote it then), pointed at this bundle's graphs."""
+def test_a_version_1_bundle_screens_as_its_version_3_twin(tiny_runs, tmp_path):
+    """The stored version-1 manifest (as export wrote it then), pointed at this bundle's graphs, its
+    classifier without the ``heatmaps`` output that version 1 never had."""
     import json
     import shutil
     from pathlib import Path
 
+    import onnx
+
+    from fundusrt.runtime.bundle import sha256
+
     twin = tmp_path / "v1"
     shutil.copytree(tiny_runs["bundle"], twin)
     current = json.loads((twin / "manifest.json").read_text())
+    classifier = current["graphs"]["classifier"]
+    for file in classifier["files"].values():
+        model = onnx.load(twin / file["path"])
+        model.graph.output.remove(next(o for o in model.graph.output if o.name == "heatmaps"))
+        onnx.save(model, twin / file["path"])
+        file["sha256"] = sha256(twin / file["path"])
+    classifier["outputs"] = [t for t in classifier["outputs"] if t["name"] != "heatmaps"]
     old = json.loads((Path(__file__).parent.parent / "fixtures" / "manifest_v1.json").read_text())
     old["max_batch"], old["ensemble"]["members"] = current["max_batch"], current["ensemble"]["members"]
     old["ensemble"]["vcdr"] = current["ensemble"]["vcdr"]
@@ -194,8 +234,10 @@ def test_a_version_1_bundle_screens_as_its_version_2_twin(tiny_runs, tmp_path):
     (twin / "manifest.json").write_text(json.dumps(old))
     images = [phantom(i) for i in range(3)]
     original = tiny_runs["bundle"]
-    with Pipeline.load(twin, device="cpu", threads=1) as v1, Pipeline.load(original, device="cpu", threads=1) as v2:
-        assert v1.bundle.manifest.graphs == v2.bundle.manifest.graphs
-        old_answers = [r.to_dict() | {"timings_ms": None} for r in v1(images)]
-        new_answers = [r.to_dict() | {"timings_ms": None} for r in v2(images)]
+    with Pipeline.load(twin, device="cpu", threads=1) as v1, Pipeline.load(original, device="cpu", threads=1) as v3:
+        assert v1.bundle.manifest.ensemble.uncertainty is None and v1.bundle.manifest.ensemble.heatmaps == {}
+        # what version 1 could not say: uncertainty judged against a threshold, and so the referral
+        unjudged = {"timings_ms": None, "uncertain": None, "refer": None}
+        old_answers = [r.to_dict() | unjudged for r in v1(images)]
+        new_answers = [r.to_dict() | unjudged for r in v3(images)]
     assert old_answers == new_answers and all(a["ok"] for a in old_answers)

@@ -82,7 +82,7 @@ def records(out):
 def test_screen_writes_records_masks_overlays_and_the_refuge_layout(tiny_runs, inputs, tmp_path, capsys):
     out = tmp_path / "out"
     rc = screen(inputs / "good", "--bundle", tiny_runs["bundle"], "--out", out, "--masks", "--overlays",
-                "--refuge-submission", "--batch", "2")  # fmt: skip
+                "--refuge-submission", "--heatmaps", "--batch", "2")  # fmt: skip
     assert rc == 0
     got = records(out)
     assert set(got) == {"phantom0.jpg", "phantom1.jpg", "phantom2.jpg"} and all(r["ok"] for r in got.values())
@@ -103,6 +103,12 @@ def test_screen_writes_records_masks_overlays_and_the_refuge_layout(tiny_runs, i
         assert mask.shape == (r["image_size"][1], r["image_size"][0]) and set(np.unique(mask)) <= {0, 128, 255}
         assert cv2.imread(str(out / "overlays" / "good" / f"{stem}.jpg")).shape[:2] == mask.shape
         assert (out / "refuge" / "segmentation" / f"{stem}.bmp").is_file()
+        assert r["files"] == {
+            "mask": f"masks/good/{stem}.png", "overlay": f"overlays/good/{stem}.jpg",
+            "heatmap_disc": f"heatmaps/good/{stem}.disc.jpg",
+        }  # fmt: skip
+        assert cv2.imread(str(out / r["files"]["heatmap_disc"])).shape == (384, 384, 3)
+        assert set(r["quality"]) == {"score", "gradable", "reasons"} and isinstance(r["refer"], bool)
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert len(rows) == 3 and rows[0]["ok"] == "True"
     header = open(out / "refuge" / "classification_results.csv").readline().strip()

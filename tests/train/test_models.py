@@ -49,6 +49,23 @@ def test_classifier_heads_pool_the_stages_the_seed_names():
     assert cc.compress[0].in_channels == 2048 and cc.fc.in_features == cc.compress[0].out_channels
 
 
+def test_class_activation_maps_average_to_the_logit_difference():
+    torch.manual_seed(0)
+    for name in ("resnet50_gap", "resnet50_cc"):
+        net = create_model(name).eval()
+        x = torch.randn(2, 3, 96, 96)
+        with torch.no_grad():
+            stages = net.stages(x)
+            cam, logits = net.class_activation_map(stages), net(x)
+        assert cam.shape == (2, 3, 3)  # the last stage: a 32nd of the input
+        torch.testing.assert_close(cam.mean(dim=(1, 2)), logits[:, 1] - logits[:, 0], rtol=1e-4, atol=1e-5)
+    for name in ("resnet50_2gap", "resnet50_3gap"):  # heads over several stages have no exact map
+        net = create_model(name)
+        assert not net.has_cam
+        with pytest.raises(ValueError, match="no exact class activation map"):
+            net.class_activation_map(net.stages(torch.randn(1, 3, 64, 64)))
+
+
 def test_cenet_matches_the_reference_structure():
     net = create_model("cenet_resnet34")
     assert isinstance(net, CENet)

@@ -5,7 +5,9 @@
 - ``3gap``: pooled last three stages (512 + 1024 + 2048) -> linear;
 - ``cc``:   a 1x1 convolution compressing the last stage's channels (2048 -> 256, BN, ReLU)
             before pooling -> linear.
-Two-class logits (cross-entropy). ``weights="imagenet"`` loads torchvision's ImageNet weights
+Two-class logits (cross-entropy). Where one stage's features are pooled straight into the linear
+head (``gap``, ``cc``), ``class_activation_map`` gives Zhou et al.'s CAM: the head applied at each
+position, so its spatial mean is the logit. ``weights="imagenet"`` loads torchvision's ImageNet weights
 (needs the internet); the default ``None`` starts from scratch.
 """
 
@@ -32,7 +34,7 @@ class ResNetClassifier(nn.Module):
         )  # fmt: skip
         self.pooled = {"gap": ("layer4",), "2gap": ("layer3", "layer4"), "3gap": ("layer2", "layer3", "layer4"),
                        "cc": ("layer4",)}[head]  # fmt: skip
-        self.head = head
+        self.head_kind = head
         self.compress = (
             nn.Sequential(nn.Conv2d(2048, compressed, 1, bias=False), nn.BatchNorm2d(compressed), nn.ReLU(inplace=True))
             if head == "cc"
@@ -41,18 +43,39 @@ class ResNetClassifier(nn.Module):
         features = compressed if head == "cc" else sum(_STAGE_CHANNELS[s] for s in self.pooled)
         self.fc = nn.Linear(features, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def has_cam(self) -> bool:
+        """Whether the head is linear in one stage's features, so a class activation map is exact."""
+        return self.pooled == ("layer4",)
+
+    def stages(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.layer1(self.stem(x))
         stages = {}
         stages["layer2"] = x = self.layer2(x)
         stages["layer3"] = x = self.layer3(x)
         stages["layer4"] = self.compress(self.layer4(x))
-        pooled = [stages[s].mean(dim=(2, 3)) for s in self.pooled]
-        return self.fc(torch.cat(pooled, dim=1))
+        return stages
+
+    def head(self, stages: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.fc(torch.cat([stages[s].mean(dim=(2, 3)) for s in self.pooled], dim=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stages(x))
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """P(glaucoma) = softmax(logits)[:, 1]."""
         return self.forward(x).softmax(dim=1)[:, 1]
+
+    def class_activation_map(self, stages: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(N, h, w): the glaucoma-minus-normal logit each position of the last stage votes for.
+
+        Its spatial mean is the logit difference, so sigmoid(mean) is ``predict``'s probability. Written
+        as a product and a channel sum, not a convolution, so INT8 quantisation leaves it alone.
+        """
+        if not self.has_cam:
+            raise ValueError(f"the {self.head_kind} head pools several stages: no exact class activation map")
+        weight = (self.fc.weight[1] - self.fc.weight[0]).view(1, -1, 1, 1)
+        return (stages["layer4"] * weight).sum(dim=1) + (self.fc.bias[1] - self.fc.bias[0])
 
 
 @register_model
