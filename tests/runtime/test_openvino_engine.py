@@ -34,7 +34,10 @@ def compare(bundle, graph, precision, reference_precision="fp32", **kw):
         got = engine.run(inputs)
         computed_in = engine.inference_precision
     assert got.keys() == expected.keys()
-    return max(float(np.abs(got[k] - expected[k]).max()) for k in got), computed_in
+    # relative to each output's scale: the class activation maps are logits, not probabilities
+    return max(
+        float(np.abs(got[k] - expected[k]).max() / max(1.0, np.abs(expected[k]).max())) for k in got
+    ), computed_in
 
 
 @pytest.mark.parametrize("graph", GRAPHS)
@@ -53,10 +56,16 @@ def test_int8_runs_the_bundle_s_quantised_graph(bundle):
     not openvino_engine.cpu_has_bf16(ov.Core()), reason="this CPU has no native BF16 (AVX-512 BF16 or AMX)"
 )
 @pytest.mark.parametrize("graph", GRAPHS)
-def test_bf16_stays_close_to_fp32(bundle, graph):
+def test_bf16_stays_close_to_fp32_and_the_classifier_stays_fp32(bundle, graph):
     difference, computed_in = compare(bundle, graph, "bf16")
-    assert computed_in == "bf16"
-    assert difference < 0.1  # raw drift only; task-level parity is export --check's and evaluate's
+    if graph == "classifier":  # BF16 moves its probability beyond 0.01: it is not run in BF16
+        assert computed_in == "f32" and difference < 1e-4
+        engine = open_engine(bundle, graph, backend="openvino", device="cpu", precision="bf16")
+        assert "classifier kept at fp32" in engine.description
+        engine.close()
+    else:
+        assert computed_in == "bf16"
+        assert difference < 0.1  # raw drift only; task-level parity is export --check's and evaluate's
 
 
 def test_bf16_on_a_cpu_without_it_is_one_line(bundle, monkeypatch):
