@@ -14,7 +14,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .geometry import Affine
+from .field_of_view import FieldOfView
 
 ALPHA = 0.5  # the colour's share where the evidence is strongest; weaker evidence shows more photograph
 
@@ -40,13 +40,19 @@ def view_heat(cams: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(scaled(np.mean(cams, axis=0)), (size, size), interpolation=cv2.INTER_LINEAR)
 
 
-def over_photograph(image: np.ndarray, cams: np.ndarray, to_view: Affine, size: int) -> np.ndarray:
-    """The maps of the full view (``to_view``: original pixels -> the classifier's ``size``² view),
-    drawn over the whole photograph at its own resolution."""
+def over_photograph(image: np.ndarray, cams: np.ndarray, fov: FieldOfView, size: int) -> np.ndarray:
+    """The maps of the full view (the field of view's square at the classifier's ``size``²), drawn over
+    the whole photograph at its own resolution, inside the field of view only (the model saw black
+    beyond it)."""
     h, w = image.shape[:2]
     heat = cv2.warpAffine(
-        view_heat(cams, size), to_view.matrix, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=0.0
-    )
+        view_heat(cams, size), fov.view_transform(size).matrix, (w, h),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=0.0,
+    )  # fmt: skip
+    if fov.circular:
+        inside = np.zeros((h, w), np.float32)
+        cv2.circle(inside, (round(fov.center[0]), round(fov.center[1])), round(fov.radius), 1.0, -1, cv2.LINE_AA)
+        heat *= inside
     return over_picture(image, heat)
 
 

@@ -330,7 +330,7 @@ class Pipeline:
         disc = maps[[i for i, view in enumerate(views) if view == "crop"]]
         size = self.classifier_in.size
         if len(full):
-            p.result.heatmaps["photograph"] = heatmap.over_photograph(p.image, full, p.fov.view_transform(size), size)
+            p.result.heatmaps["photograph"] = heatmap.over_photograph(p.image, full, p.fov, size)
         if len(disc):
             picture = self._cut(p, _resized(crop.affine, self.segmenter_in.size, DISC_PICTURE), DISC_PICTURE)
             p.result.heatmaps["disc"] = heatmap.over_crop(picture, disc)

@@ -19,7 +19,7 @@ def test_a_hot_cell_of_the_full_view_lands_where_the_view_saw_it():
     size = 256
     to_view = fov.view_transform(size)
     cams = _hot_cell(8, 8, (2, 5))  # row 2, column 5 of the 8 x 8 last stage: a 32-px cell of the view
-    picture = heatmap.over_photograph(image, cams, to_view, size)
+    picture = heatmap.over_photograph(image, cams, fov, size)
     assert picture.shape == image.shape
     changed = np.abs(picture.astype(int) - image).sum(axis=2)
     y, x = np.unravel_index(np.argmax(changed), changed.shape)
@@ -27,6 +27,10 @@ def test_a_hot_cell_of_the_full_view_lands_where_the_view_saw_it():
     assert np.hypot(x - expected[0], y - expected[1]) < 0.5 * 32 / to_view.scale
     far = to_view.inverse()([15.5, 240.0])  # a cold corner of the view stays the photograph
     assert changed[round(far[1]), round(far[0])] == 0
+    # a hot cell in the view's corner, outside the field of view, leaves that corner uncoloured
+    corner = heatmap.over_photograph(image, _hot_cell(8, 8, (0, 0)), fov, size)
+    x, y = np.round(to_view.inverse()([15.5, 15.5])).astype(int)
+    assert np.array_equal(corner[y, x], image[y, x])
 
 
 def test_disc_crop_maps_fill_the_crop_and_flat_maps_draw_nothing():
