@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from fundusrt.runtime.bundle import Bundle, load_bundle
-from fundusrt.runtime.constants import BF16_KEEPS_FP32, file_precision
+from fundusrt.runtime.constants import file_precision, run_precision
 from fundusrt.runtime.engines import EngineError, open_engine
 from fundusrt.train.tables import markdown_table
 from fundusrt.train.tasks import BY_GRAPH
@@ -77,8 +77,8 @@ def candidate_engines(bundle: Bundle, graph: str, threads: int | None) -> dict:
     engines = {}
     wanted = [("onnxruntime", p) for p in files]
     wanted += [("openvino", p) for p in OPENVINO_PRECISIONS if file_precision(p) in files]
-    if graph in BF16_KEEPS_FP32:  # runs at FP32 when BF16 is asked for: its FP32 row is the one that counts
-        wanted.remove(("openvino", "bf16"))
+    # a graph kept at FP32 under a precision (KEEPS_FP32) is not run at it: its FP32 row is the one that counts
+    wanted = [(b, p) for b, p in wanted if run_precision(p, graph) == p]
     for backend, precision in wanted:
         try:
             engines[backend, precision] = open_engine(

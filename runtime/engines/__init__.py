@@ -6,12 +6,15 @@ OpenVINO where it is installed (it runs fp32, bf16 and int8), else ONNX Runtime.
 ``description`` says which it took, and for ``auto`` why. ``cuda_graph`` replays each
 batch size's TensorRT run as a CUDA graph (less launch overhead at a fixed batch, e.g. a device
 screening one photograph at a time); it needs the TensorRT backend and says so otherwise.
+
+A graph that a lower precision moves beyond its parity tolerance runs at FP32 when that precision is
+asked for (``constants.KEEPS_FP32``: the classifier under bf16 and int8), and its description says so.
 """
 
 from __future__ import annotations
 
 from ..bundle import Bundle, BundleError
-from ..constants import BACKENDS, DEVICES
+from ..constants import BACKENDS, DEVICES, run_precision
 from .base import Engine, EngineError
 
 
@@ -34,18 +37,38 @@ def open_engine(
     threads: int | None = None,
     cuda_graph: bool = False,
 ) -> Engine:
+    """The engine of ``graph`` on the backend and device asked for, at ``precision`` or, where that
+    precision misses the graph's parity tolerance, at FP32 (the description says which)."""
+    engine = _open(bundle, graph, backend=backend, device=device, precision=precision, threads=threads,
+                   cuda_graph=cuda_graph)  # fmt: skip
+    if run_precision(precision, graph) != precision:
+        engine.description += f"; {graph} kept at fp32 ({precision} moves its output beyond its parity tolerance)"
+    return engine
+
+
+def _open(
+    bundle: Bundle,
+    graph: str,
+    *,
+    backend: str = "auto",
+    device: str = "auto",
+    precision: str = "fp32",
+    threads: int | None = None,
+    cuda_graph: bool = False,
+) -> Engine:
     if backend not in BACKENDS:
         raise EngineError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     device = resolve_device(device)
     if precision == "bf16" and (backend not in ("auto", "openvino") or device != "cpu"):
         raise EngineError(f"bf16 runs on the openvino backend on a CPU, not on {backend} on {device}")
+    run = run_precision(precision, graph)  # what the graph runs at (the routing above follows what was asked)
     if backend == "tensorrt" or (backend == "auto" and device == "cuda" and _tensorrt_importable()):
         if device != "cuda":
             raise EngineError("the tensorrt backend runs on a GPU: use --device cuda (or auto)")
         from .tensorrt_engine import TensorRTEngine
 
         try:
-            return TensorRTEngine(bundle, graph, precision=precision, cuda_graph=cuda_graph)
+            return TensorRTEngine(bundle, graph, precision=run, cuda_graph=cuda_graph)
         except (EngineError, BundleError):
             if backend == "tensorrt" or cuda_graph:
                 raise  # asked for by name (or for CUDA graphs): say why not; auto falls through to ONNX Runtime
@@ -56,18 +79,18 @@ def open_engine(
     if backend == "openvino" or precision == "bf16":
         from .openvino_engine import OpenVinoEngine
 
-        engine = OpenVinoEngine(bundle, graph, precision=precision, threads=threads)
+        engine = OpenVinoEngine(bundle, graph, precision=run, threads=threads)
         if backend == "auto":
             engine.description += " (auto: bf16 runs on OpenVINO)"
         return engine
     why = None
     if backend == "auto" and device == "cpu":
-        engine, why = _auto_cpu(bundle, graph, precision, threads)
+        engine, why = _auto_cpu(bundle, graph, run, threads)
         if engine is not None:
             return engine
     from .onnxruntime_engine import OnnxRuntimeEngine
 
-    engine = OnnxRuntimeEngine(bundle, graph, precision=precision, device=device, threads=threads)
+    engine = OnnxRuntimeEngine(bundle, graph, precision=run, device=device, threads=threads)
     if why:
         engine.description += f" (auto: {why})"
     return engine

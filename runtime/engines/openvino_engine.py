@@ -4,9 +4,7 @@ Precisions:
 - ``fp32``: the FP32 graph at FP32. OpenVINO's CPU plugin would run BF16 by default on a CPU that
   has it, so FP32 is asked for explicitly.
 - ``bf16``: the same FP32 graph with BF16 as the inference precision, only where the CPU computes
-  BF16 natively (AVX-512 BF16 or AMX); elsewhere one line says so. Graphs whose outputs BF16 moves
-  beyond their parity tolerance (``BF16_KEEPS_FP32``: the classifier) run at FP32, and their
-  description says so.
+  BF16 natively (AVX-512 BF16 or AMX); elsewhere one line says so.
 - ``int8``: the bundle's INT8 graph; OpenVINO runs its quantise/dequantise pairs as INT8 kernels
   (VNNI or AMX where the CPU has them).
 FP16 graphs are for GPUs and are refused here.
@@ -25,7 +23,7 @@ import os
 import numpy as np
 
 from ..bundle import Bundle
-from ..constants import BF16_KEEPS_FP32, file_precision
+from ..constants import file_precision
 from .base import Engine, EngineError, import_backend
 
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -55,10 +53,9 @@ class OpenVinoEngine(Engine):
         spec = bundle.graph(graph)
         self.inputs, self.outputs, self.max_batch = spec.inputs, spec.outputs, bundle.manifest.max_batch
         path = bundle.file(graph, file_precision(precision))
-        computed_in = "bf16" if precision == "bf16" and graph not in BF16_KEEPS_FP32 else "f32"
         config = {
             "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": computed_in,
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
             "INFERENCE_NUM_THREADS": threads or os.cpu_count() or 1,
         }
         cache = _writable(bundle.root.joinpath(*CACHE))
@@ -78,8 +75,6 @@ class OpenVinoEngine(Engine):
         self._request = self._compiled.create_infer_request()
         self._output_names = [t.name for t in self.outputs]
         self.description = f"openvino {ov.get_version().split('-')[0]} CPU {precision} ({cpu})"
-        if precision == "bf16" and computed_in == "f32":
-            self.description += f", {graph} kept at fp32 (BF16 moves its output beyond its parity tolerance)"
         if not cache:
             self.description += ", no compile cache (bundle read-only)"
 

@@ -27,8 +27,9 @@ def test_manifest_describes_every_graph(runs):
     m = bundle.manifest
     assert set(m.graphs) == {"locator", "segmenter", "classifier"} and m.max_batch == 16
     assert m.producer["opset"] >= 18 and m.ensemble.members == ("crop_gap",) and m.version == 3
-    for spec in m.graphs.values():
-        assert set(spec.files) == {"fp32", "fp16", "int8"}
+    for name, spec in m.graphs.items():
+        # the classifier has no INT8 graph: INT8 moves its probability beyond its tolerance (KEEPS_FP32)
+        assert set(spec.files) == ({"fp32", "fp16"} if name == "classifier" else {"fp32", "fp16", "int8"})
         for entry in spec.files.values():
             assert "/" not in entry.path and sha256(runs["bundle"] / entry.path) == entry.sha256
         assert all(t.shape[0] == "batch" for t in spec.inputs + spec.outputs)
@@ -64,8 +65,12 @@ def test_parity_with_pytorch(runs):
     print(format_table(rows))
     checked = {(r["graph"], r["backend"], r["precision"]) for r in rows}
     graphs = ("locator", "segmenter", "classifier")
-    assert checked >= {(g, "onnxruntime", p) for g in graphs for p in ("fp32", "fp16", "int8")}
-    assert checked >= {(g, "openvino", p) for g in graphs for p in ("fp32", "int8")}  # OpenVINO is in the dev extra
+    dense = ("locator", "segmenter")
+    assert checked >= {(g, "onnxruntime", p) for g in graphs for p in ("fp32", "fp16")}
+    assert checked >= {(g, "onnxruntime", "int8") for g in dense}
+    assert checked >= {(g, "openvino", p) for g in graphs for p in ("fp32",)}  # OpenVINO is in the dev extra
+    assert checked >= {(g, "openvino", "int8") for g in dense}
+    assert not {(g, b, p) for g, b, p in checked if g == "classifier" and p in ("int8", "bf16")}  # run at FP32
     for r in rows:
         tol = TOLERANCES[r["precision"]]
         if r["graph"] == "classifier":
@@ -85,11 +90,11 @@ def test_parity_with_pytorch(runs):
 def test_a_moved_bundle_loads_and_a_tampered_one_is_refused(runs, tmp_path):
     moved = tmp_path / "moved"
     shutil.copytree(runs["bundle"], moved)
-    assert load_bundle(moved).file("classifier", "int8").exists()
-    with open(moved / "classifier.int8.onnx", "r+b") as f:
+    assert load_bundle(moved).file("segmenter", "int8").exists()
+    with open(moved / "classifier.fp16.onnx", "r+b") as f:
         f.seek(1000)
         f.write(b"\x00\x01\x02")
-    with pytest.raises(BundleError, match=r"classifier\.int8\.onnx: sha256 does not match"):
+    with pytest.raises(BundleError, match=r"classifier\.fp16\.onnx: sha256 does not match"):
         load_bundle(moved)
 
 
