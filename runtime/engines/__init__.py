@@ -39,22 +39,14 @@ def open_engine(
 ) -> Engine:
     """The engine of ``graph`` on the backend and device asked for, at ``precision`` or, where that
     precision misses the graph's parity tolerance, at FP32 (the description says which)."""
-    engine = _open(bundle, graph, backend=backend, device=device, precision=precision, threads=threads,
-                   cuda_graph=cuda_graph)  # fmt: skip
+    engine = _open(bundle, graph, backend, device, precision, threads, cuda_graph)
     if run_precision(precision, graph) != precision:
         engine.description += f"; {graph} kept at fp32 ({precision} moves its output beyond its parity tolerance)"
     return engine
 
 
 def _open(
-    bundle: Bundle,
-    graph: str,
-    *,
-    backend: str = "auto",
-    device: str = "auto",
-    precision: str = "fp32",
-    threads: int | None = None,
-    cuda_graph: bool = False,
+    bundle: Bundle, graph: str, backend: str, device: str, precision: str, threads: int | None, cuda_graph: bool
 ) -> Engine:
     if backend not in BACKENDS:
         raise EngineError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
