@@ -10,6 +10,10 @@ def test_evaluate_scores_a_bundle_through_the_pipeline(tiny_runs, tmp_path, caps
     assert 0 <= report["od_dice"] <= 1 and 0 <= report["auc"] <= 1
     table = markdown({"fp32": report})
     assert f"{REFUGE_BASELINE['od_dice']:.3f}" in table and "| OD Dice |" in table
+    # one member: no spread, so none is uncertain and setting them aside leaves the AUC as it is
+    assert report["uncertain"] == 0 and report["auc_certain"] == report["auc"] and "ungradable" in report
+    assert [s["set_aside"] for s in report["uncertainty_sweep"]] == [0] * 5
+    assert "| spread | set aside | AUC of the rest |" in table
 
     out = tmp_path / "eval"
     data = f"phantom:{tiny_runs['root'] / 'test'}"
@@ -71,3 +75,12 @@ def test_agreement_fails_a_moved_landmark_or_a_changed_answer(tiny_runs):
     assert agreement(results, flipped, size)["decisions_changed"] == 1
     lost = [replace(r, fovea=None) for r in results]
     assert agreement(results, lost, size)["landmarks_found_differently"] == sum(r.fovea is not None for r in results)
+
+
+def test_setting_photographs_aside_rescores_the_rest():
+    from fundusrt.train.bundle_evaluation import _auc_kept
+
+    labels, scores = [0, 0, 1, 1], [0.1, 0.9, 0.8, 0.2]  # two ranked wrongly
+    assert _auc_kept(labels, scores, [True] * 4) == 0.5
+    assert _auc_kept(labels, scores, [True, False, True, False]) == 1.0  # the two wrong ones set aside
+    assert _auc_kept(labels, scores, [True, True, False, False]) is None  # one class left
