@@ -3,7 +3,7 @@
 ``ok`` says whether the image was processed; ``error`` is the one-line reason when not.
 ``flags`` name what a person should look at in a processed image (no field of view found,
 landmarks not found and the disc placed by the fallback, no cup segmented, ungradable, ...).
-``quality`` grades the photograph itself (``quality``); ``uncertainty`` is how far the ensemble's
+``quality`` grades the photograph itself (``runtime/quality.py``); ``uncertainty`` is how far the ensemble's
 members disagree, ``uncertain`` whether that reaches the bundle's threshold; ``refer`` says a
 grader should see it: glaucoma, uncertain or ungradable. Coordinates are ``[x, y]`` in the
 original image's pixels.
