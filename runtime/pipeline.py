@@ -78,6 +78,9 @@ class Pipeline:
         m = bundle.manifest  # the bundle's preprocessing and post-processing, as export wrote them
         self.locator_in, self.segmenter_in, self.classifier_in = (m.graphs[g].preprocess for g in GRAPHS)
         self.landmarks, self.segmentation, self.ensemble = m.landmarks, m.segmentation, m.ensemble
+        # the channels of the classifier's ``heatmaps`` output that cover each view
+        views = list(m.ensemble.heatmaps.values())
+        self.heatmap_channels = {v: [i for i, seen in enumerate(views) if seen == v] for v in ("full", "crop")}
         self._pool = ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1))
 
     @classmethod
@@ -325,9 +328,7 @@ class Pipeline:
     def _draw_evidence(self, p: _Prepared, crop: _Crop, maps: np.ndarray) -> None:
         """The class activation maps of each view drawn over what that view showed the classifier: the
         full view over the whole photograph, the crop's over the final disc crop."""
-        views = list(self.ensemble.heatmaps.values())
-        full = maps[[i for i, view in enumerate(views) if view == "full"]]
-        disc = maps[[i for i, view in enumerate(views) if view == "crop"]]
+        full, disc = (maps[self.heatmap_channels[view]] for view in ("full", "crop"))
         size = self.classifier_in.size
         if len(full):
             p.result.heatmaps["photograph"] = heatmap.over_photograph(p.image, full, p.fov, size)
