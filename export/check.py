@@ -78,7 +78,7 @@ def candidate_engines(bundle: Bundle, graph: str, threads: int | None) -> dict:
     wanted = [("onnxruntime", p) for p in files]
     wanted += [("openvino", p) for p in OPENVINO_PRECISIONS if file_precision(p) in files]
     # a graph kept at FP32 under a precision (KEEPS_FP32) is not run at it: its FP32 row is the one that counts
-    wanted = [(b, p) for b, p in wanted if run_precision(p, graph) == p]
+    wanted = [(b, p) for b, p in wanted if run_precision(p, graph, bundle.graph(graph).fp32_until) == p]
     for backend, precision in wanted:
         try:
             engines[backend, precision] = open_engine(

@@ -85,7 +85,8 @@ def bench_engines(bundle, backends, devices, precisions, batches, budget) -> lis
                 for graph in GRAPHS:
                     if file_precision(precision) not in bundle.graph(graph).files:
                         continue
-                    if run_precision(precision, graph) != precision:  # kept at FP32: its fp32 row times it
+                    kept = run_precision(precision, graph, bundle.graph(graph).fp32_until) != precision
+                    if kept:  # kept at FP32: its fp32 row times it
                         continue
                     try:
                         engine = open_engine(bundle, graph, backend=backend, device=device, precision=precision)

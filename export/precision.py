@@ -20,6 +20,28 @@ import onnx
 FP32_OPS = ["Sigmoid", "Softmax"]
 
 
+def _scopes(node: onnx.NodeProto) -> list[str]:
+    """The PyTorch module paths a node was exported from, outermost first (``pkg.torch.onnx.name_scopes``)."""
+    scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), "[]")
+    return [scope for scope in ast.literal_eval(scopes) if scope]
+
+
+def module_outputs(model: onnx.ModelProto, module: str) -> list[str]:
+    """The tensors leaving each module whose path ends in ``module`` (``"layer2.0"``: one per member
+    of the ensemble), in graph order: what the module's nodes produce for nodes outside it."""
+    inside: dict[str, set[str]] = {}  # module path -> the tensors its nodes produce
+    for node in model.graph.node:
+        for path in _scopes(node):
+            if f".{path}".endswith(f".{module}"):
+                inside.setdefault(path, set()).update(node.output)
+    leaving = []
+    graph_outputs = {o.name for o in model.graph.output}
+    for produced in inside.values():
+        used_outside = {i for n in model.graph.node if not produced.issuperset(n.output) for i in n.input}
+        leaving += [t for n in model.graph.node for t in n.output if t in produced & (used_outside | graph_outputs)]
+    return leaving
+
+
 def nodes_named(model: onnx.ModelProto, modules: Iterable[str]) -> list[str]:
     """Names of the nodes exported from the PyTorch modules named (``"dac"``, ``"head.4"``): any
     module path whose dotted components contain the name's. The exporter records module paths in
@@ -28,8 +50,7 @@ def nodes_named(model: onnx.ModelProto, modules: Iterable[str]) -> list[str]:
     wanted = [f".{m.strip('.')}." for m in modules]
     hits = []
     for node in model.graph.node:
-        scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), "[]")
-        paths = [f".{scope}." for scope in ast.literal_eval(scopes) if scope]
+        paths = [f".{scope}." for scope in _scopes(node)]
         if any(w in path for w in wanted for path in paths):
             hits.append(node.name)
     return hits

@@ -11,8 +11,9 @@ axis) and preprocessing; then the locator's post-processing (``landmarks``), the
 (``segmentation``; both are callables of ``postprocess``) and the ensemble. Reading is strict: a
 missing key, an unknown key or a value of the wrong type is refused in one line naming the key
 and the file; nothing is filled in.
-Older bundles are still read: version 1 (``_from_version_1``) and version 2 (``_from_version_2``:
-no class activation maps, no uncertainty threshold).
+Older bundles are still read: version 1 (``_from_version_1``), version 2 (``_from_version_2``:
+no class activation maps, no uncertainty threshold) and version 3 (``_from_version_3``: no graph names
+an FP32 part for BF16).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from .normalize import Normalization
 from .postprocess import LandmarkPostprocess, SegmentationPostprocess
 
 FORMAT = "fundusrt-bundle"
-VERSION = 3
+VERSION = 4
 
 
 class BundleError(ValueError):
@@ -81,6 +82,10 @@ class GraphSpec:
     outputs: tuple[TensorSpec, ...]
     files: dict[str, GraphFile]  # precision -> file
     preprocess: Preprocess
+    # Where a backend computes the FP32 file in BF16 (OpenVINO): the tensors up to which the graph stays
+    # FP32 (everything that computes them), the rest BF16. Empty: BF16 throughout, or FP32 throughout
+    # for a graph BF16 moves beyond its tolerance (``constants.KEEPS_FP32``).
+    fp32_until: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,8 @@ class Manifest:
             d = _from_version_1(d)
         if isinstance(d, dict) and d.get("version") == 2:
             d = _from_version_2(d)
+        if isinstance(d, dict) and d.get("version") == 3:
+            d = _from_version_3(d)
         manifest = _parse(cls, d, "manifest")
         _check(manifest)
         return manifest
@@ -228,13 +235,22 @@ def _parse(kind, value, where: str):
 _CROP_GRAPHS_V1 = ("segmenter", "classifier")  # the version-1 graphs with a disc-crop input
 
 
+def _from_version_3(d: dict) -> dict:
+    """A version-3 manifest in version 4's form: no graph names an FP32 part, so under BF16 the
+    classifier runs FP32 throughout (``constants.KEEPS_FP32``)."""
+    graphs = d.get("graphs")
+    if not isinstance(graphs, dict) or not all(isinstance(g, dict) for g in graphs.values()):
+        return d  # the strict parse names what is wrong
+    return {**d, "version": 4, "graphs": {name: {**g, "fp32_until": []} for name, g in graphs.items()}}
+
+
 def _from_version_2(d: dict) -> dict:
     """A version-2 manifest in version 3's form: its classifier has no class activation maps and it
     sets no uncertainty threshold (records say ``uncertain: null``)."""
     ensemble = d.get("ensemble")
     if not isinstance(ensemble, dict):
         return d  # the strict parse names what is wrong
-    return {**d, "version": VERSION, "ensemble": {**ensemble, "uncertainty": None, "heatmaps": {}}}
+    return {**d, "version": 3, "ensemble": {**ensemble, "uncertainty": None, "heatmaps": {}}}
 
 
 def _from_version_1(d: dict) -> dict:

@@ -7,11 +7,11 @@ from fundusrt.runtime.normalize import Normalization
 from fundusrt.runtime.postprocess import LandmarkPostprocess, SegmentationPostprocess
 
 
-def graph_spec(inputs, outputs, files: dict, size: int = 64, crop_factor=None) -> GraphSpec:
+def graph_spec(inputs, outputs, files: dict, size: int = 64, crop_factor=None, fp32_until=()) -> GraphSpec:
     """A graph's manifest entry for unit tests: ``files`` precision -> (path, sha256)."""
     return GraphSpec(
         tuple(inputs), tuple(outputs), {p: GraphFile(*f) for p, f in files.items()},
-        Preprocess(size, Normalization(), crop_factor),
+        Preprocess(size, Normalization(), crop_factor), tuple(fp32_until),
     )  # fmt: skip
 
 

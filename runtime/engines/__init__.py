@@ -8,7 +8,8 @@ batch size's TensorRT run as a CUDA graph (less launch overhead at a fixed batch
 screening one photograph at a time); it needs the TensorRT backend and says so otherwise.
 
 A graph that a lower precision moves beyond its parity tolerance runs at FP32 when that precision is
-asked for (``constants.KEEPS_FP32``: the classifier under bf16 and int8), and its description says so.
+asked for (``constants.KEEPS_FP32``: the classifier under bf16 and int8), and its description says so;
+under bf16, a graph whose bundle names its FP32 part (``fp32_until``) runs that part FP32, the rest BF16.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def open_engine(
     """The engine of ``graph`` on the backend and device asked for, at ``precision`` or, where that
     precision misses the graph's parity tolerance, at FP32 (the description says which)."""
     engine = _open(bundle, graph, backend, device, precision, threads, cuda_graph)
-    if run_precision(precision, graph) != precision:
+    if run_precision(precision, graph, bundle.graph(graph).fp32_until) != precision:
         engine.description += f"; {graph} kept at fp32 ({precision} moves its output beyond its parity tolerance)"
     return engine
 
@@ -53,7 +54,8 @@ def _open(
     device = resolve_device(device)
     if precision == "bf16" and (backend not in ("auto", "openvino") or device != "cpu"):
         raise EngineError(f"bf16 runs on the openvino backend on a CPU, not on {backend} on {device}")
-    run = run_precision(precision, graph)  # what the graph runs at (the routing above follows what was asked)
+    # what the graph runs at (the routing above follows what was asked)
+    run = run_precision(precision, graph, bundle.graph(graph).fp32_until)
     if backend == "tensorrt" or (backend == "auto" and device == "cuda" and _tensorrt_importable()):
         if device != "cuda":
             raise EngineError("the tensorrt backend runs on a GPU: use --device cuda (or auto)")

@@ -4,7 +4,9 @@ Precisions:
 - ``fp32``: the FP32 graph at FP32. OpenVINO's CPU plugin would run BF16 by default on a CPU that
   has it, so FP32 is asked for explicitly.
 - ``bf16``: the same FP32 graph with BF16 as the inference precision, only where the CPU computes
-  BF16 natively (AVX-512 BF16 or AMX); elsewhere one line says so.
+  BF16 natively (AVX-512 BF16 or AMX); elsewhere one line says so. A graph whose manifest names an
+  FP32 part (``fp32_until``) is cut in two at those tensors: the part computing them compiled at
+  FP32, the rest at BF16, run one after the other (OpenVINO's CPU plugin has no per-node precision).
 - ``int8``: the bundle's INT8 graph; OpenVINO runs its quantise/dequantise pairs as INT8 kernels
   (VNNI or AMX where the CPU has them).
 FP16 graphs are for GPUs and are refused here.
@@ -53,40 +55,88 @@ class OpenVinoEngine(Engine):
         spec = bundle.graph(graph)
         self.inputs, self.outputs, self.max_batch = spec.inputs, spec.outputs, bundle.manifest.max_batch
         path = bundle.file(graph, file_precision(precision))
-        config = {
-            "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
-            "INFERENCE_NUM_THREADS": threads or os.cpu_count() or 1,
-        }
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads or os.cpu_count() or 1}
         cache = _writable(bundle.root.joinpath(*CACHE))
         if cache:
             config["CACHE_DIR"] = str(cache)
+        fp32_until = spec.fp32_until if precision == "bf16" else ()
         try:
-            self._compiled = core.compile_model(str(path), "CPU", config)
+            model = core.read_model(str(path))
+            self._parts = [
+                (core.compile_model(part, "CPU", {**config, "INFERENCE_PRECISION_HINT": hint}), hint)
+                for part, hint in _cut(ov, model, fp32_until, path, "bf16" if precision == "bf16" else "f32")
+            ]
         except RuntimeError as e:
             raise EngineError(f"{path}: OpenVINO could not compile it: {str(e).strip().splitlines()[0]}") from None
-        for kind, ports, specs in (("inputs", self._compiled.inputs, self.inputs),
-                                   ("outputs", self._compiled.outputs, self.outputs)):  # fmt: skip
+        for kind, ports, specs in (("inputs", self._parts[0][0].inputs, self.inputs),
+                                   ("outputs", self._parts[-1][0].outputs, self.outputs)):  # fmt: skip
             names = {port.get_any_name() for port in ports}
             if names != {t.name for t in specs}:
                 raise EngineError(f"{path}: graph {kind} {sorted(names)} do not match manifest.json")
-        # What the compiled model computes in (f32 or bf16): the check that the hint was taken.
-        self.inference_precision = self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
-        self._request = self._compiled.create_infer_request()
+        # What each compiled part computes in (f32 or bf16): the check that the hints were taken.
+        self.inference_precisions = tuple(
+            compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() for compiled, _ in self._parts
+        )
+        self.inference_precision = self.inference_precisions[-1]
+        self._requests = [compiled.create_infer_request() for compiled, _ in self._parts]
         self._output_names = [t.name for t in self.outputs]
         self.description = f"openvino {ov.get_version().split('-')[0]} CPU {precision} ({cpu})"
+        if fp32_until:
+            self.description += f", first layers at fp32 (up to {len(fp32_until)} tensors)"
         if not cache:
             self.description += ", no compile cache (bundle read-only)"
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        # Inputs are read in place; outputs come back as copies (share_outputs is off), so a result
-        # stays valid after the next run.
-        results = self._request.infer(feeds, share_inputs=True)
-        by_name = {port.get_any_name(): value for port, value in results.items()}
-        return {name: np.asarray(by_name[name], dtype=np.float32) for name in self._output_names}
+        # Inputs are read in place. A first (FP32) part's outputs are shared with its request, read by
+        # the next part before that request runs again; the last part's come back as copies, so a
+        # result stays valid after the next run.
+        tensors = dict(feeds)
+        for i, request in enumerate(self._requests):
+            wanted = {port.get_any_name() for port in request.model_inputs}
+            last = i == len(self._requests) - 1
+            results = request.infer({n: tensors[n] for n in wanted}, share_inputs=True, share_outputs=not last)
+            tensors.update((port.get_any_name(), value) for port, value in results.items())
+        return {name: np.asarray(tensors[name], dtype=np.float32) for name in self._output_names}
 
     def close(self) -> None:
-        self._request = self._compiled = None
+        self._requests = self._parts = []
+
+
+def _cut(ov, model, fp32_until: tuple[str, ...], path, hint: str) -> list:
+    """[(model, inference precision)]: the whole model at ``hint``; or, given ``fp32_until``, the part
+    computing those tensors at f32 and the rest at ``hint``, joined by the tensors crossing the cut
+    (named as in the graph; the graph's own inputs that the rest reads pass through)."""
+    if not fp32_until:
+        return [(model, hint)]
+    ports = {name: out for op in model.get_ordered_ops() for out in op.outputs() for name in out.get_names()}
+    missing = [name for name in fp32_until if name not in ports]
+    if missing:
+        raise RuntimeError(f"manifest.json names tensors for its FP32 part that are not in the graph: {missing}")
+    first, stack = set(), [ports[name].get_node() for name in fp32_until]
+    while stack:  # everything that computes the named tensors
+        node = stack.pop()
+        if node.get_friendly_name() not in first:
+            first.add(node.get_friendly_name())
+            stack += [value.get_node() for value in node.input_values()]
+    rest = [op for op in model.get_ordered_ops() if op.get_friendly_name() not in first]
+    crossing = {}  # tensor name -> (the output that computes it, its consumers' inputs in the rest)
+    for op in rest:
+        for port in op.inputs():
+            source = port.get_source_output()
+            node = source.get_node()
+            kind = node.get_type_name()
+            if kind == "Parameter" or (node.get_friendly_name() in first and kind != "Constant"):
+                crossing.setdefault(source.get_any_name(), (source, []))[1].append(port)
+    head = ov.Model([s for s, _ in crossing.values() if s.get_node().get_type_name() != "Parameter"],
+                    model.get_parameters(), "fp32_part")  # fmt: skip
+    parameters = []
+    for name, (source, consumers) in crossing.items():
+        parameter = ov.opset13.parameter(source.get_partial_shape(), source.get_element_type(), name=name)
+        parameter.output(0).set_names({name})
+        for port in consumers:
+            port.replace_source_output(parameter.output(0))
+        parameters.append(parameter)
+    return [(head, "f32"), (ov.Model(model.get_results(), parameters, "rest"), hint)]
 
 
 def _writable(folder):

@@ -11,7 +11,7 @@ import pytest
 
 from fundusrt.export.check import TOLERANCES, check_bundle, format_table
 from fundusrt.export.engines import tensorrt_builder_available
-from fundusrt.runtime.bundle import BundleError, load_bundle, sha256
+from fundusrt.runtime.bundle import VERSION, BundleError, load_bundle, sha256
 from fundusrt.runtime.constants import UNCERTAIN_SPREAD
 from fundusrt.runtime.postprocess import LandmarkPostprocess, SegmentationPostprocess
 from fundusrt.train.models import load_checkpoint
@@ -26,7 +26,7 @@ def test_manifest_describes_every_graph(runs):
     bundle = load_bundle(runs["bundle"])
     m = bundle.manifest
     assert set(m.graphs) == {"locator", "segmenter", "classifier"} and m.max_batch == 16
-    assert m.producer["opset"] >= 18 and m.ensemble.members == ("crop_gap",) and m.version == 3
+    assert m.producer["opset"] >= 18 and m.ensemble.members == ("crop_gap",) and m.version == VERSION
     for name, spec in m.graphs.items():
         # the classifier has no INT8 graph: INT8 moves its probability beyond its tolerance (KEEPS_FP32)
         assert set(spec.files) == ({"fp32", "fp16"} if name == "classifier" else {"fp32", "fp16", "int8"})
@@ -41,6 +41,13 @@ def test_manifest_describes_every_graph(runs):
     assert [t.name for t in m.graphs["classifier"].outputs] == ["probability", "members", "heatmaps"]
     assert m.ensemble.heatmaps == {"crop_gap": "crop"} and m.ensemble.uncertainty == UNCERTAIN_SPREAD
     assert m.graphs["locator"].preprocess.normalization.per_image
+    # under BF16 the classifier stays FP32 up to its member's layer2.0 output (one block's last ReLU)
+    assert m.graphs["locator"].fp32_until == m.graphs["segmenter"].fp32_until == ()
+    (cut,) = m.graphs["classifier"].fp32_until
+    graph = onnx.load(runs["bundle"] / "classifier.onnx", load_external_data=False).graph
+    (producer,) = [n for n in graph.node if cut in n.output]
+    scopes = next(p.value for p in producer.metadata_props if p.key == "pkg.torch.onnx.name_scopes")
+    assert producer.op_type == "Relu" and "members.0.layer2.0'" in scopes
     assert m.landmarks == LandmarkPostprocess.default() and m.segmentation == SegmentationPostprocess.default()
 
 
@@ -70,7 +77,9 @@ def test_parity_with_pytorch(runs):
     assert checked >= {(g, "onnxruntime", "int8") for g in dense}
     assert checked >= {(g, "openvino", p) for g in graphs for p in ("fp32",)}  # OpenVINO is in the dev extra
     assert checked >= {(g, "openvino", "int8") for g in dense}
-    assert not {(g, b, p) for g, b, p in checked if g == "classifier" and p in ("int8", "bf16")}  # run at FP32
+    assert not {(g, b, p) for g, b, p in checked if g == "classifier" and p == "int8"}  # run at FP32
+    if any(p == "bf16" for _, _, p in checked):  # a CPU with BF16: the classifier's FP32 first layers, then BF16
+        assert ("classifier", "openvino", "bf16") in checked
     for r in rows:
         tol = TOLERANCES[r["precision"]]
         if r["graph"] == "classifier":

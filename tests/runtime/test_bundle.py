@@ -6,6 +6,7 @@ import pytest
 from conftest import engine_entry, graph_spec, manifest_of
 
 from fundusrt.runtime.bundle import (
+    VERSION,
     BundleError,
     Manifest,
     ManifestError,
@@ -125,7 +126,8 @@ def test_version_1_is_read_with_the_values_its_runtime_used():
     raw = json.loads(VERSION_1.read_text())
     assert raw["version"] == 1 and "view" in raw["graphs"]["locator"]["preprocess"]
     m = Manifest.from_dict(raw)
-    assert m.version == 3 and m.max_batch == 16
+    assert m.version == VERSION and m.max_batch == 16
+    assert all(g.fp32_until == () for g in m.graphs.values())
     assert m.ensemble.uncertainty is None and m.ensemble.heatmaps == {}
     assert m.landmarks == LandmarkPostprocess.default() and m.segmentation == SegmentationPostprocess(0.5)
     loc, seg, cls = (m.graphs[g].preprocess for g in ("locator", "segmenter", "classifier"))
@@ -144,9 +146,19 @@ def test_version_2_is_read_without_heatmaps_or_an_uncertainty_threshold(tmp_path
     raw = _raw(_bundle(tmp_path / "b"))
     del raw["ensemble"]["uncertainty"], raw["ensemble"]["heatmaps"]
     m = Manifest.from_dict({**raw, "version": 2})
-    assert m.version == 3 and m.ensemble.uncertainty is None and m.ensemble.heatmaps == {}
+    assert m.version == VERSION and m.ensemble.uncertainty is None and m.ensemble.heatmaps == {}
     with pytest.raises(ManifestError, match=r"'manifest\.ensemble\.uncertainty' is missing"):
         Manifest.from_dict(raw)  # version 3 must say it
+
+
+def test_version_3_is_read_with_no_fp32_part_for_bf16(tmp_path):
+    raw = _raw(_bundle(tmp_path / "b"))
+    for graph in raw["graphs"].values():
+        del graph["fp32_until"]
+    m = Manifest.from_dict({**raw, "version": 3})
+    assert m.version == VERSION and all(g.fp32_until == () for g in m.graphs.values())
+    with pytest.raises(ManifestError, match=r"'manifest\.graphs\.locator\.fp32_until' is missing"):
+        Manifest.from_dict(raw)  # version 4 must say it
 
 
 def test_heatmaps_must_name_members_of_the_heatmaps_output(tmp_path):

@@ -52,18 +52,85 @@ def test_int8_runs_the_bundle_s_quantised_graph(bundle):
     assert difference < 2e-2
 
 
-def test_a_graph_a_precision_would_move_too_far_runs_at_fp32(bundle):
-    # the classifier under int8 and bf16 (KEEPS_FP32): the FP32 graph at FP32, and the line says so
-    for precision in ("int8", "bf16") if openvino_engine.cpu_has_bf16(ov.Core()) else ("int8",):
-        difference, computed_in = compare(bundle, "classifier", precision)
+has_bf16 = pytest.mark.skipif(
+    not openvino_engine.cpu_has_bf16(ov.Core()), reason="this CPU has no native BF16 (AVX-512 BF16 or AMX)"
+)
+
+
+def without_fp32_part(tiny_runs, tmp_path):
+    """A copy of the bundle whose manifest names no FP32 part (as a version-3 bundle reads)."""
+    import json
+    import shutil
+
+    root = shutil.copytree(tiny_runs["bundle"], tmp_path / "bundle", ignore=shutil.ignore_patterns("engines"))
+    manifest = json.loads((root / "manifest.json").read_text())
+    for graph in manifest["graphs"].values():
+        graph["fp32_until"] = []
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return load_bundle(root)
+
+
+def test_a_graph_a_precision_would_move_too_far_runs_at_fp32(bundle, tiny_runs, tmp_path):
+    # the classifier under int8, and under bf16 where its bundle names no FP32 part (KEEPS_FP32): the
+    # FP32 graph at FP32, and the line says so
+    cases = [(bundle, "int8")]
+    if openvino_engine.cpu_has_bf16(ov.Core()):
+        cases.append((without_fp32_part(tiny_runs, tmp_path), "bf16"))
+    for source, precision in cases:
+        difference, computed_in = compare(source, "classifier", precision)
         assert computed_in == "f32" and difference < 1e-4
-        with open_engine(bundle, "classifier", backend="openvino", device="cpu", precision=precision) as engine:
+        with open_engine(source, "classifier", backend="openvino", device="cpu", precision=precision) as engine:
             assert f"classifier kept at fp32 ({precision} moves its output" in engine.description
 
 
-@pytest.mark.skipif(
-    not openvino_engine.cpu_has_bf16(ov.Core()), reason="this CPU has no native BF16 (AVX-512 BF16 or AMX)"
-)
+def run_parts(parts, feeds):
+    """Compile ``_cut``'s parts at their precisions and run them one after the other, as the engine does."""
+    tensors = dict(feeds)
+    for model, hint in parts:
+        request = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint}).create_infer_request()
+        wanted = {port.get_any_name() for port in request.model_inputs}
+        results = request.infer({name: tensors[name] for name in wanted})
+        tensors.update((port.get_any_name(), value.copy()) for port, value in results.items())
+    return tensors
+
+
+def test_a_graph_cut_at_its_fp32_part_computes_what_the_whole_graph_does(bundle):
+    spec = bundle.graph("classifier")
+    path = bundle.file("classifier")
+    parts = openvino_engine._cut(ov, ov.Core().read_model(str(path)), spec.fp32_until, path, "f32")
+    assert [hint for _, hint in parts] == ["f32", "f32"]
+    first, rest = (model for model, _ in parts)
+    assert {p.get_any_name() for p in first.inputs} == {"full", "crop"}
+    assert set(spec.fp32_until) <= {p.get_any_name() for p in first.outputs}  # what crosses the cut
+    assert {p.get_any_name() for p in rest.outputs} == {t.name for t in spec.outputs}
+    with open_engine(bundle, "classifier", backend="onnxruntime", device="cpu") as engine:
+        inputs = feeds(engine)
+        expected = engine.run(inputs)
+    got = run_parts(parts, inputs)
+    for name, value in expected.items():
+        assert np.abs(got[name] - value).max() <= 1e-4 * max(1.0, np.abs(value).max()), name
+
+
+def test_a_manifest_naming_tensors_the_graph_lacks_is_one_line(bundle):
+    from dataclasses import replace
+
+    spec = replace(bundle.graph("classifier"), fp32_until=("no_such_tensor",))
+    bundle = replace(bundle, manifest=replace(bundle.manifest, graphs={**bundle.manifest.graphs, "classifier": spec}))
+    with pytest.raises(EngineError, match=r"classifier\.onnx: OpenVINO could not compile it: .*no_such_tensor"):
+        openvino_engine.OpenVinoEngine(bundle, "classifier", precision="bf16")
+
+
+@has_bf16
+def test_bf16_runs_the_classifier_s_first_layers_at_fp32(bundle):
+    difference, _ = compare(bundle, "classifier", "bf16")
+    assert difference < 0.1  # raw drift only; task-level parity is export --check's and evaluate's
+    with open_engine(bundle, "classifier", backend="openvino", device="cpu", precision="bf16") as engine:
+        assert engine.inference_precisions == ("f32", "bf16")
+        assert "first layers at fp32 (up to 1 tensors)" in engine.description
+        assert "kept at fp32" not in engine.description
+
+
+@has_bf16
 @pytest.mark.parametrize("graph", ["locator", "segmenter"])
 def test_bf16_stays_close_to_fp32(bundle, graph):
     difference, computed_in = compare(bundle, graph, "bf16")
