@@ -52,7 +52,7 @@ def parts(core, path: Path, module: str | None, precision: str) -> list:
     cut = module_outputs(onnx.load(path, load_external_data=False), module)
     return [
         compiled(core, model, hint).create_infer_request()
-        for model, hint in _cut(ov, core.read_model(str(path)), cut, path, precision)
+        for model, hint in _cut(ov, core.read_model(str(path)), cut, precision)
     ]
 
 

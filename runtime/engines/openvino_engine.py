@@ -64,7 +64,7 @@ class OpenVinoEngine(Engine):
             model = core.read_model(str(path))
             self._parts = [
                 (core.compile_model(part, "CPU", {**config, "INFERENCE_PRECISION_HINT": hint}), hint)
-                for part, hint in _cut(ov, model, fp32_until, path, "bf16" if precision == "bf16" else "f32")
+                for part, hint in _cut(ov, model, fp32_until, "bf16" if precision == "bf16" else "f32")
             ]
         except RuntimeError as e:
             raise EngineError(f"{path}: OpenVINO could not compile it: {str(e).strip().splitlines()[0]}") from None
@@ -102,7 +102,7 @@ class OpenVinoEngine(Engine):
         self._requests = self._parts = []
 
 
-def _cut(ov, model, fp32_until: tuple[str, ...], path, hint: str) -> list:
+def _cut(ov, model, fp32_until: tuple[str, ...], hint: str) -> list:
     """[(model, inference precision)]: the whole model at ``hint``; or, given ``fp32_until``, the part
     computing those tensors at f32 and the rest at ``hint``, joined by the tensors crossing the cut
     (named as in the graph; the graph's own inputs that the rest reads pass through)."""

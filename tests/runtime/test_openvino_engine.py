@@ -97,7 +97,7 @@ def run_parts(parts, feeds):
 def test_a_graph_cut_at_its_fp32_part_computes_what_the_whole_graph_does(bundle):
     spec = bundle.graph("classifier")
     path = bundle.file("classifier")
-    parts = openvino_engine._cut(ov, ov.Core().read_model(str(path)), spec.fp32_until, path, "f32")
+    parts = openvino_engine._cut(ov, ov.Core().read_model(str(path)), spec.fp32_until, "f32")
     assert [hint for _, hint in parts] == ["f32", "f32"]
     first, rest = (model for model, _ in parts)
     assert {p.get_any_name() for p in first.inputs} == {"full", "crop"}
