@@ -52,8 +52,9 @@ INT8_EXCLUDE = {"segmenter": ("head.4",), "locator": ("model.out",)}
 # The module up to whose output a graph stays FP32 when computed in BF16 (the manifest's ``fp32_until``).
 # BF16's 8-bit mantissa in each ResNet's high-resolution first layers is what moves the classifier's
 # ensemble (0.023 on 86 real photographs, all BF16); FP32 through the stem, layer1 and layer2's first
-# (downsampling) block holds it to 0.004 on them and on phantoms, at about half of all-FP32's time
-# (cuts measured: after the stem 0.024, after layer1 0.009, after layer2.0 0.004, after layer2 0.003).
+# (downsampling) block holds it to 0.004 on them and on phantoms, at 12 % over all-BF16's time and under
+# half of all-FP32's (``benchmarks/bf16_drift.py``: FP32 through the stem 0.025, through layer1 0.009,
+# through layer2.0 0.004, through layer2 0.003).
 FP32_UNTIL = {"classifier": "layer2.0"}
 
 
