@@ -82,7 +82,8 @@ class OpenVinoEngine(Engine):
         self._output_names = [t.name for t in self.outputs]
         self.description = f"openvino {ov.get_version().split('-')[0]} CPU {precision} ({cpu})"
         if fp32_until:
-            self.description += f", first layers at fp32 (up to {len(fp32_until)} tensors)"
+            tensors = f"{len(fp32_until)} tensor" + "s" * (len(fp32_until) != 1)
+            self.description += f", first layers at fp32 (up to {tensors})"
         if not cache:
             self.description += ", no compile cache (bundle read-only)"
 

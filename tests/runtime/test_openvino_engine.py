@@ -111,6 +111,7 @@ def test_a_graph_cut_at_its_fp32_part_computes_what_the_whole_graph_does(bundle)
         assert np.abs(got[name] - value).max() <= 1e-4 * max(1.0, np.abs(value).max()), name
 
 
+@has_bf16
 def test_a_manifest_naming_tensors_the_graph_lacks_is_one_line(bundle):
     from dataclasses import replace
 
@@ -126,7 +127,7 @@ def test_bf16_runs_the_classifier_s_first_layers_at_fp32(bundle):
     assert difference < 0.1  # raw drift only; task-level parity is export --check's and evaluate's
     with open_engine(bundle, "classifier", backend="openvino", device="cpu", precision="bf16") as engine:
         assert engine.inference_precisions == ("f32", "bf16")
-        assert "first layers at fp32 (up to 1 tensors)" in engine.description
+        assert "first layers at fp32 (up to 1 tensor)" in engine.description
         assert "kept at fp32" not in engine.description
 
 
