@@ -25,7 +25,7 @@ from fundusrt.export.latency_report import cpu_features
 from fundusrt.export.precision import module_outputs
 from fundusrt.runtime.bundle import load_bundle
 from fundusrt.runtime.constants import GRAPHS
-from fundusrt.runtime.engines.openvino_engine import _cut
+from fundusrt.runtime.engines.openvino_engine import _cut, run_parts
 from fundusrt.train.datasets import load_specs
 from fundusrt.train.tables import markdown_table
 from fundusrt.train.tasks import BY_GRAPH
@@ -56,16 +56,8 @@ def parts(core, path: Path, module: str | None, precision: str) -> list:
     ]
 
 
-def infer(requests, feeds: dict) -> dict:
-    tensors = dict(feeds)
-    for request in requests:
-        wanted = {port.get_any_name() for port in request.model_inputs}
-        tensors.update((p.get_any_name(), v.copy()) for p, v in request.infer({n: tensors[n] for n in wanted}).items())
-    return tensors
-
-
 def answers(requests, batches) -> dict:
-    got = [infer(requests, batch["inputs"]) for batch in batches]
+    got = [run_parts(requests, batch["inputs"]) for batch in batches]
     return {k: np.concatenate([a[k] for a in got]) for k in ("probability", "members")}
 
 
@@ -105,11 +97,11 @@ def cuts(core, bundle, batches, reference, speed_bundle, batch: int = 8, runs: i
                  f"{np.abs(got['probability'] - reference['probability']).max():.4f}",
                  f"{np.abs(got['members'] - reference['members']).max():.4f}"]  # fmt: skip
         for n, feeds in timed.items():
-            infer(requests, feeds)  # warm-up
+            run_parts(requests, feeds)  # warm-up
             began = time.perf_counter()
             repeats = max(runs, 16 // n)  # at least 16 images
             for _ in range(repeats):
-                infer(requests, feeds)
+                run_parts(requests, feeds)
             cells.append(f"{1e3 * (time.perf_counter() - began) / (repeats * n):.0f}")
         rows.append(cells)
     print(f"\nthe classifier cut: drift against OpenVINO f32 on {bundle.root}; ms per image on {speed_bundle.root}\n")

@@ -88,19 +88,25 @@ class OpenVinoEngine(Engine):
             self.description += ", no compile cache (bundle read-only)"
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        # Inputs are read in place. A first (FP32) part's outputs are shared with its request, read by
-        # the next part before that request runs again; the last part's come back as copies, so a
-        # result stays valid after the next run.
-        tensors = dict(feeds)
-        for i, request in enumerate(self._requests):
-            wanted = {port.get_any_name() for port in request.model_inputs}
-            last = i == len(self._requests) - 1
-            results = request.infer({n: tensors[n] for n in wanted}, share_inputs=True, share_outputs=not last)
-            tensors.update((port.get_any_name(), value) for port, value in results.items())
+        tensors = run_parts(self._requests, feeds)
         return {name: np.asarray(tensors[name], dtype=np.float32) for name in self._output_names}
 
     def close(self) -> None:
         self._requests = self._parts = []
+
+
+def run_parts(requests, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run the infer requests of a graph's parts one after the other: each reads what the graph's inputs
+    and the parts before it computed, by tensor name. Inputs are read in place; a part's outputs are
+    shared with its request (read by the next part before that request runs again), the last part's
+    come back as copies, so a result stays valid after the next run."""
+    tensors = dict(feeds)
+    for i, request in enumerate(requests):
+        wanted = {port.get_any_name() for port in request.model_inputs}
+        last = i == len(requests) - 1
+        results = request.infer({n: tensors[n] for n in wanted}, share_inputs=True, share_outputs=not last)
+        tensors.update((port.get_any_name(), value) for port, value in results.items())
+    return tensors
 
 
 def _cut(ov, model, fp32_until: tuple[str, ...], hint: str) -> list:

@@ -83,17 +83,6 @@ def test_a_graph_a_precision_would_move_too_far_runs_at_fp32(bundle, tiny_runs, 
             assert f"classifier kept at fp32 ({precision} moves its output" in engine.description
 
 
-def run_parts(parts, feeds):
-    """Compile ``_cut``'s parts at their precisions and run them one after the other, as the engine does."""
-    tensors = dict(feeds)
-    for model, hint in parts:
-        request = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint}).create_infer_request()
-        wanted = {port.get_any_name() for port in request.model_inputs}
-        results = request.infer({name: tensors[name] for name in wanted})
-        tensors.update((port.get_any_name(), value.copy()) for port, value in results.items())
-    return tensors
-
-
 def test_a_graph_cut_at_its_fp32_part_computes_what_the_whole_graph_does(bundle):
     spec = bundle.graph("classifier")
     path = bundle.file("classifier")
@@ -106,7 +95,10 @@ def test_a_graph_cut_at_its_fp32_part_computes_what_the_whole_graph_does(bundle)
     with open_engine(bundle, "classifier", backend="onnxruntime", device="cpu") as engine:
         inputs = feeds(engine)
         expected = engine.run(inputs)
-    got = run_parts(parts, inputs)
+    requests = [
+        ov.Core().compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": h}).create_infer_request() for m, h in parts
+    ]
+    got = openvino_engine.run_parts(requests, inputs)
     for name, value in expected.items():
         assert np.abs(got[name] - value).max() <= 1e-4 * max(1.0, np.abs(value).max()), name
 
