@@ -255,7 +255,7 @@ def _train(task, members, train, val, config, out: Path) -> dict:
         from .run_evaluation import evaluate_run
 
         summary["ensemble"] = evaluate_run(out, val, device=config.device, batch_size=config.batch_size)["ensemble"]
-        print("ensemble: " + ", ".join(f"{k} {v:.4f}" for k, v in summary["ensemble"].items()))
+        print("ensemble: " + ", ".join(f"{k} {v:.4f}" for k, v in summary["ensemble"].items() if k != "members"))
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary.get("ensemble") or next(iter(results.values()), {})
 
@@ -279,7 +279,7 @@ def _fit_vcdr_risk(train, out: Path, summary: dict) -> None:
 def _print_lodo(rows) -> None:
     from .tables import markdown_table
 
-    keys = [k for k in rows[0][3] if k != "score"] if rows else []
+    keys = [k for k, v in rows[0][3].items() if k != "score" and isinstance(v, float)] if rows else []
     lines = [[name, n_train, n_val, *(f"{metrics[k]:.4f}" if k in metrics else None for k in keys)]
              for name, n_train, n_val, metrics in rows]  # fmt: skip
     print("\nleave-one-dataset-out")

@@ -137,10 +137,12 @@ class _TaskDataset(Dataset):
 
 
 class ClassificationDataset(_TaskDataset):
-    """``{"image", "label", "index"}``; ``view`` is ``"full"`` or ``"crop"``. Unlabelled samples are dropped."""
+    """``{"image", "label", "index"}``; ``view`` is ``"full"`` or ``"crop"``. Unlabelled samples are dropped,
+    and for the full view, images that are already disc crops (``Sample.disc_crop``)."""
 
     def __init__(self, samples, *, view: str, **kwargs):
-        super().__init__([s for s in samples if s.label is not None], **kwargs)
+        kept = [s for s in samples if s.label is not None and not (view == "full" and s.disc_crop)]
+        super().__init__(kept, **kwargs)
         if view not in ("full", "crop"):
             raise ValueError(f"view must be 'full' or 'crop', got {view!r}")
         self.view = view

@@ -191,9 +191,17 @@ def fit_member(
 
 
 def _balanced_sampler(dataset, generator) -> WeightedRandomSampler:
-    """Each epoch draws as many examples as the dataset holds, glaucoma and normal equally often
-    (32 glaucomatous photographs among 314 would otherwise be seen one batch in ten)."""
-    labels = [s.label for s in dataset.samples]
-    counts = {label: labels.count(label) for label in set(labels)}
-    weights = [1.0 / counts[label] for label in labels]
-    return WeightedRandomSampler(weights, num_samples=len(labels), replacement=True, generator=generator)
+    """Each epoch draws as many examples as the dataset holds, glaucoma and normal equally often (32
+    glaucomatous photographs among 314 would otherwise be seen one batch in ten), and each source equally
+    often where there are several (REFUGE's 320 against ACRIMA's 564: a member should not learn the larger
+    camera's look as its prior)."""
+    return WeightedRandomSampler(
+        balanced_weights(dataset.samples), num_samples=len(dataset.samples), replacement=True, generator=generator
+    )
+
+
+def balanced_weights(samples) -> list[float]:
+    """A drawing weight per sample that gives every (source, label) group the same share."""
+    groups = [(s.dataset, s.label) for s in samples]
+    counts = {group: groups.count(group) for group in set(groups)}
+    return [1.0 / counts[group] for group in groups]

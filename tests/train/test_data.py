@@ -62,6 +62,15 @@ def test_classification_views(phantoms):
         assert item["image"].shape == (3, 64, 64) and int(item["label"]) == phantoms[0].label
 
 
+def test_disc_crops_teach_only_the_crop_view(phantoms):
+    from dataclasses import replace
+
+    crops = [replace(s, dataset="acrima") for s in phantoms[:2]]  # as ACRIMA's images: already disc crops
+    for view, expected in (("full", len(phantoms) - 2), ("crop", len(phantoms))):
+        ds = ClassificationDataset([*crops, *phantoms[2:]], view=view, size=64, normalization=Normalization())
+        assert len(ds) == expected
+
+
 def test_augmentation_repeats_per_epoch_and_changes_between_epochs(phantoms):
     ds = SegmentationDataset(phantoms, size=192, normalization=RAW, augment=Augment(), seed=3)
     a, b = ds[0]["image"], ds[0]["image"]

@@ -127,6 +127,7 @@ def test_a_table_round_trips_every_truth(tmp_path):
     again = load_specs(f"csv:{write_table(samples, tmp_path / 'all.csv')}")
     for s, t in zip(samples, again):
         assert (t.label, t.fovea, t.disc_center, t.split) == (s.label, s.fovea, s.disc_center, s.split)
+        assert t.dataset == s.dataset == "phantom"  # the source survives, not the table's name
         assert (t.load_mask() == s.load_mask()).all()
 
 

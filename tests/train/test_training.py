@@ -103,3 +103,17 @@ def test_unreadable_images_are_skipped_with_one_line_each(phantom_spec, tmp_path
     assert "2 of 10 samples skipped" in err
     config = json.loads((run / "config.json").read_text())
     assert config["train_samples"] + config["val_samples"] == 8
+
+
+def test_balanced_drawing_gives_each_source_and_label_the_same_share():
+    from collections import Counter
+
+    from fundusrt.train.datasets import Sample
+    from fundusrt.train.loop import balanced_weights
+
+    samples = [Sample(image=f"r{i}.jpg", dataset="refuge", split="train", label=int(i < 4)) for i in range(40)]
+    samples += [Sample(image=f"a{i}.jpg", dataset="acrima", split="train", label=int(i < 50)) for i in range(90)]
+    share = Counter()
+    for sample, weight in zip(samples, balanced_weights(samples)):
+        share[sample.dataset, sample.label] += weight
+    assert len(share) == 4 and all(abs(v - 1.0) < 1e-9 for v in share.values())

@@ -12,6 +12,9 @@ from fundusrt.runtime.image_io import ImageReadError, check_image_file, read_ima
 from fundusrt.runtime.masks import encode_refuge
 
 GLAUCOMA, NORMAL = 1, 0
+# Sources whose images are already crops around the optic disc (ACRIMA): they teach the disc-crop
+# members only, since a full-view member would learn that a disc filling the frame is a photograph.
+DISC_CROP_SOURCES = frozenset({"acrima"})
 
 
 class DatasetLayoutError(FileNotFoundError):
@@ -46,6 +49,11 @@ class Sample:
     @property
     def has_mask(self) -> bool:
         return bool(self.mask_files)
+
+    @property
+    def disc_crop(self) -> bool:
+        """Whether the image is a crop around the disc rather than a whole photograph."""
+        return self.dataset in DISC_CROP_SOURCES
 
     def load_image(self) -> np.ndarray:
         """RGB uint8, cropped where the dataset needs it."""

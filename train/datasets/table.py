@@ -10,9 +10,10 @@ One row per photograph; a header names the columns, in any order. Only ``image``
     glaucoma     1 glaucoma, 0 normal, empty unknown
     fovea_x, fovea_y, disc_x, disc_y   landmarks in the image's pixels, both or neither of a pair
     split        optional: train, validation, test or all (the default)
+    dataset      optional: the source the photograph comes from (default: the table's file name)
 
-The dataset is named after the table's file name (``mycamera.csv`` -> ``mycamera``), which is
-what leave-one-dataset-out holds out. A bad row is reported in one line naming the row and the
+The dataset is named after the table's file name (``mycamera.csv`` -> ``mycamera``) unless a row
+names its own; it is what leave-one-dataset-out holds out and what training balances sources by. A bad row is reported in one line naming the row and the
 problem, and left out; the rest of the table is used.
 """
 
@@ -27,7 +28,7 @@ from .sample import DatasetLayoutError, Sample, require
 
 COLUMNS = (
     "image", "mask", "mask_coding", "disc_mask", "cup_mask", "glaucoma",
-    "fovea_x", "fovea_y", "disc_x", "disc_y", "split",
+    "fovea_x", "fovea_y", "disc_x", "disc_y", "split", "dataset",
 )  # fmt: skip
 CODINGS = ("refuge", "labels")
 SPLITS = ("train", "validation", "test", "all")
@@ -87,7 +88,7 @@ def _sample(row: dict, folder: Path, dataset: str) -> Sample:
         raise RowError(f"split {split!r} is not one of {', '.join(SPLITS)}")
     return Sample(
         image=image,
-        dataset=dataset,
+        dataset=row.get("dataset") or dataset,
         split=split,
         label=_label(row.get("glaucoma", "")),
         fovea=_point(row, "fovea"),
@@ -149,6 +150,6 @@ def write_table(samples, path: Path) -> Path:
             writer.writerow([
                 s.image.resolve(), mask, s.mask_coding if mask else "", *pair,
                 "" if s.label is None else s.label,
-                *(s.fovea or ("", "")), *(s.disc_center or ("", "")), s.split,
+                *(s.fovea or ("", "")), *(s.disc_center or ("", "")), s.split, s.dataset,
             ])  # fmt: skip
     return path
