@@ -288,8 +288,13 @@ class Pipeline:
             r.flags.append(flags.DISC_OUTSIDE_IMAGE)
         if r.cup is not None and not _inside(r.cup.center, w, h):
             r.cup = None
+        implausible = r.disc is not None and p.fov.circular and _plausible(max(r.disc.axes), p.fov) != max(r.disc.axes)
+        if implausible:
+            # never reported as a measurement: a "disc" a third of the field wide is a lesion or glare (a
+            # frame with no field circle, e.g. a crop around the disc, says nothing of the disc's size)
+            r.disc, r.cup = None, None
         if r.disc is None:
-            r.flags.append(flags.DISC_NOT_SEGMENTED)
+            r.flags.append(flags.DISC_SIZE_IMPLAUSIBLE if implausible else flags.DISC_NOT_SEGMENTED)
             centre = crop.affine.inverse()([(self.segmenter_in.size - 1) / 2.0] * 2)  # where the disc was looked for
         elif r.cup is None:
             centre = r.disc.center
@@ -323,7 +328,8 @@ class Pipeline:
         r.quality = assess_quality(p.image, p.fov, r.disc)
         if not r.quality.gradable:
             r.flags.append(flags.UNGRADABLE)  # screened all the same: the answers stay, flagged
-        r.refer = r.glaucoma or bool(r.uncertain) or not r.quality.gradable
+        implausible = flags.DISC_SIZE_IMPLAUSIBLE in r.flags
+        r.refer = r.glaucoma or bool(r.uncertain) or not r.quality.gradable or implausible
 
     def _draw_evidence(self, p: _Prepared, crop: _Crop, maps: np.ndarray) -> None:
         """The class activation maps of each view drawn over what that view showed the classifier: the

@@ -5,7 +5,7 @@
 landmarks not found and the disc placed by the fallback, no cup segmented, ungradable, ...).
 ``quality`` grades the photograph itself (``runtime/quality.py``); ``uncertainty`` is how far the ensemble's
 members disagree, ``uncertain`` whether that reaches the bundle's threshold; ``refer`` says a
-grader should see it: glaucoma, uncertain or ungradable. Coordinates are ``[x, y]`` in the
+grader should see it: glaucoma, uncertain, ungradable or a disc of implausible size. Coordinates are ``[x, y]`` in the
 original image's pixels.
 """
 
@@ -29,6 +29,9 @@ DISC_OUTSIDE_IMAGE = "disc_outside_image"  # the segmented disc's centre lay out
 DISC_NOT_SEGMENTED = "disc_not_segmented"  # no disc region in the crop: no vCDR
 CUP_NOT_SEGMENTED = "cup_not_segmented"  # a disc but no cup: vCDR 0
 UNGRADABLE = "ungradable"  # the photograph's quality is too poor to grade (screened all the same)
+# the segmented disc is larger or smaller than a disc can be in this field of view (a bright lesion or glare
+# taken for the disc, a dim disc): its vCDR is not read and a grader should see it
+DISC_SIZE_IMPLAUSIBLE = "disc_size_implausible"
 
 
 @dataclass

@@ -174,6 +174,7 @@ def test_landmarks_beyond_the_frame_are_clamped_or_dropped_and_flagged(pipeline)
 
     from fundusrt.runtime import result as flags
     from fundusrt.runtime.ellipse import Ellipse
+    from fundusrt.runtime.field_of_view import FieldOfView
     from fundusrt.runtime.geometry import square_transform
     from fundusrt.runtime.pipeline import _Crop
     from fundusrt.runtime.postprocess import DiscCup
@@ -185,7 +186,8 @@ def test_landmarks_beyond_the_frame_are_clamped_or_dropped_and_flagged(pipeline)
         crop.found = DiscCup(
             Ellipse(disc_center, (120.0, 130.0), 0.0), Ellipse(cup_center or disc_center, (50.0, 60.0), 0.0)
         )
-        pipeline._finish(SimpleNamespace(result=r), crop, 0.3, [0.3])
+        fov = FieldOfView((563.0, 450.0), 560.0, True, True)  # the disc's 130 px: 0.12 of the field, plausible
+        pipeline._finish(SimpleNamespace(result=r, fov=fov), crop, 0.3, [0.3])
         return r
 
     # a disc centre just beyond the right edge (x = 1130.3 on a 1126-px-wide image): not this photograph's;
@@ -241,3 +243,20 @@ def test_a_version_1_bundle_screens_as_its_version_3_twin(tiny_runs, tmp_path):
         old_answers = [r.to_dict() | unjudged for r in v1(images)]
         new_answers = [r.to_dict() | unjudged for r in v3(images)]
     assert old_answers == new_answers and all(a["ok"] for a in old_answers)
+
+
+def test_a_disc_too_large_for_its_field_is_flagged_and_referred_never_reported(pipeline, monkeypatch):
+    from fundusrt.runtime.ellipse import Ellipse
+    from fundusrt.runtime.postprocess import DiscCup
+    from fundusrt.runtime.result import DISC_SIZE_IMPLAUSIBLE
+
+    image = phantom(0, 700)
+    (plain,) = pipeline([image])
+    width = plain.image_size[0]
+    # a bright lesion taken for the disc: an ellipse wider than a third of the field
+    lesion = Ellipse((width / 2, width / 2), (0.45 * width, 0.4 * width), 0.0)
+    monkeypatch.setattr(pipeline, "segmentation", lambda planes, affine: DiscCup(lesion, lesion))
+    (r,) = pipeline([image])
+    assert r.ok and DISC_SIZE_IMPLAUSIBLE in r.flags and r.refer
+    assert r.disc is None and r.cup is None and r.vcdr is None  # no measurement read off it
+    assert "disc_not_segmented" not in r.flags
