@@ -47,7 +47,8 @@ def vcdr_error(prediction: np.ndarray, truth: np.ndarray) -> float:
 
 
 def segmentation_metrics(predictions: Sequence[np.ndarray], truths: Sequence[np.ndarray]) -> dict:
-    """Means over images of OC Dice, OD Dice and vCDR absolute error."""
+    """Means over images of OC Dice, OD Dice, vCDR absolute error and vCDR signed error (``vcdr_bias``:
+    predicted minus true, so a cup drawn too short vertically shows as a negative bias)."""
     if len(predictions) != len(truths) or not predictions:
         raise ValueError(f"need as many predictions as truths, and some: {len(predictions)} vs {len(truths)}")
     pairs = list(zip(predictions, truths))
@@ -55,6 +56,7 @@ def segmentation_metrics(predictions: Sequence[np.ndarray], truths: Sequence[np.
         "oc_dice": float(np.mean([cup_dice(p, t) for p, t in pairs])),
         "od_dice": float(np.mean([disc_dice(p, t) for p, t in pairs])),
         "vcdr_mae": float(np.mean([vcdr_error(p, t) for p, t in pairs])),
+        "vcdr_bias": float(np.mean([refuge_vcdr(p) - refuge_vcdr(t) for p, t in pairs])),
     }
 
 

@@ -17,7 +17,9 @@ from PIL import Image
 
 from fundusrt.runtime.bundle import Preprocess
 from fundusrt.runtime.constants import CROP_FACTOR, GAMMA
+from fundusrt.runtime.ellipse import largest_component
 from fundusrt.runtime.geometry import Affine
+from fundusrt.runtime.masks import refuge_vcdr, vertical_cdr
 from fundusrt.runtime.normalize import Normalization
 from fundusrt.runtime.postprocess import LandmarkPostprocess, SegmentationPostprocess
 
@@ -153,6 +155,9 @@ class SegmentTask(Task):
             masks.append(reading(p["output"], Affine(p["affine"])).refuge_mask(truth.shape))
             truths.append(truth)
         metrics = segmentation_metrics(masks, truths)
+        # the same vCDR read off the segmenter's own regions before the ellipse fit: what the fit adds
+        unfitted = [_region_vcdr(p["output"], reading.threshold) for p in predictions]
+        metrics["vcdr_bias_unfitted"] = float(np.mean([u - refuge_vcdr(t) for u, t in zip(unfitted, truths)]))
         metrics["score"] = 0.5 * (metrics["od_dice"] + metrics["oc_dice"]) - metrics["vcdr_mae"]
         return metrics
 
@@ -168,6 +173,13 @@ class SegmentTask(Task):
             for key in ("od_dice", "oc_dice", "vcdr_mae"):
                 row[f"{key}_{name}"] = metrics[key]
         return row
+
+
+def _region_vcdr(probabilities: np.ndarray, threshold: float) -> float:
+    """The vCDR of the segmenter's regions as they are (the largest disc component, the cup's inside it),
+    on the crop's grid (a crop is scaled, never rotated, so the ratio is the original's)."""
+    disc = largest_component(np.asarray(probabilities[0]) > threshold)
+    return vertical_cdr(disc, largest_component((np.asarray(probabilities[1]) > threshold) & disc))
 
 
 # ---------------------------------------------------------------------------- location
