@@ -8,12 +8,15 @@
 ``manifest.json`` is the ``Manifest`` below, field for field: the dataclasses are the schema.
 Per graph: its files (relative path and sha256 per precision), tensors ("batch" for the dynamic
 axis) and preprocessing; then the locator's post-processing (``landmarks``), the segmenter's
-(``segmentation``; both are callables of ``postprocess``) and the ensemble. Reading is strict: a
+(``segmentation``; both are callables of ``postprocess``) and the ensemble; where ``fundusrt calibrate``
+refitted the ensemble's numbers on a site's photographs, the ``calibration`` that says how and from
+what (provenance: the runtime reads the numbers from ``ensemble``). Reading is strict: a
 missing key, an unknown key or a value of the wrong type is refused in one line naming the key
 and the file; nothing is filled in.
 Older bundles are still read: version 1 (``_from_version_1``), version 2 (``_from_version_2``:
-no class activation maps, no uncertainty threshold) and version 3 (``_from_version_3``: no graph names
-an FP32 part for BF16).
+no class activation maps, no uncertainty threshold), version 3 (``_from_version_3``: no graph names
+an FP32 part for BF16) and version 4 (``_from_version_4``: no calibration, no per-channel colour
+normalisation).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from .normalize import Normalization
 from .postprocess import LandmarkPostprocess, SegmentationPostprocess
 
 FORMAT = "fundusrt-bundle"
-VERSION = 4
+VERSION = 5
 
 
 class BundleError(ValueError):
@@ -118,6 +121,38 @@ class EngineEntry:
 
 
 @dataclass(frozen=True)
+class OperatingPoint:
+    """The ensemble's numbers that a site's calibration sets, and what they did on its photographs."""
+
+    threshold: float  # ``Ensemble.threshold``
+    vcdr_weight: float | None  # ``Ensemble.vcdr.weight``; None: the bundle has no vCDR model
+    uncertainty: float | None  # ``Ensemble.uncertainty``
+    auc: float  # of the glaucoma probability, on the site's photographs
+    sensitivity: float  # at ``threshold``
+    specificity: float
+    uncertain: int | None  # photographs whose members' spread reaches ``uncertainty``
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How ``fundusrt calibrate`` refitted ``ensemble`` on a site's labelled photographs (provenance)."""
+
+    data: str  # the data spec of the site's photographs
+    date: str  # ISO 8601, UTC
+    from_manifest: str  # sha256 of the manifest.json it was calibrated from
+    precision: str  # the graphs' precision the photographs were screened at
+    photographs: int  # screened and labelled: what the numbers were fitted on
+    glaucoma: int  # of them
+    without_vcdr: int  # of them, no disc segmented: the ensemble answered alone
+    failed: int  # not screened (unreadable); left out
+    specificity: float  # the specificity the threshold was set at
+    uncertain_share: float | None  # the share of photographs the uncertainty threshold was set to flag; None: kept
+    method: str  # in words
+    before: OperatingPoint
+    after: OperatingPoint
+
+
+@dataclass(frozen=True)
 class Manifest:
     format: str
     version: int
@@ -128,19 +163,22 @@ class Manifest:
     segmentation: SegmentationPostprocess
     ensemble: Ensemble
     engines: tuple[EngineEntry, ...] = ()
+    calibration: Calibration | None = None  # a site's recalibration of ``ensemble``; None: as exported
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> Manifest:
-        """Strictly: every key present, none unknown, each of its type; version 1 upgraded first."""
+        """Strictly: every key present, none unknown, each of its type; older versions upgraded first."""
         if isinstance(d, dict) and d.get("version") == 1:
             d = _from_version_1(d)
         if isinstance(d, dict) and d.get("version") == 2:
             d = _from_version_2(d)
         if isinstance(d, dict) and d.get("version") == 3:
             d = _from_version_3(d)
+        if isinstance(d, dict) and d.get("version") == 4:
+            d = _from_version_4(d)
         manifest = _parse(cls, d, "manifest")
         _check(manifest)
         return manifest
@@ -233,6 +271,24 @@ def _parse(kind, value, where: str):
 
 
 _CROP_GRAPHS_V1 = ("segmenter", "classifier")  # the version-1 graphs with a disc-crop input
+
+
+def _from_version_4(d: dict) -> dict:
+    """A version-4 manifest in version 5's form: no site calibrated it, and no graph normalises each
+    colour channel over the field of view (``Normalization.per_channel``)."""
+    d = {**d, "version": 5, "calibration": None}
+    graphs = d.get("graphs")
+    if isinstance(graphs, dict) and all(isinstance(g, dict) for g in graphs.values()):
+        d["graphs"] = {name: _without_per_channel(g) for name, g in graphs.items()}
+    return d
+
+
+def _without_per_channel(graph: dict) -> dict:
+    normalization = graph.get("preprocess", {}).get("normalization")
+    if not isinstance(normalization, dict):
+        return graph  # the strict parse names what is wrong
+    preprocess = {**graph["preprocess"], "normalization": {**normalization, "per_channel": False}}
+    return {**graph, "preprocess": preprocess}
 
 
 def _from_version_3(d: dict) -> dict:

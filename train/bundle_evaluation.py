@@ -10,6 +10,10 @@ Uncertainty: how many photographs the bundle calls uncertain (its members disagr
 with those set aside, and the same at other spreads (``uncertainty_sweep``) for choosing the
 threshold at export; quality: how many are ungradable.
 
+A bundle that ``fundusrt calibrate`` recalibrated to a site shows its record (the numbers before and
+after, and what they did on the calibration sample) beside what the same numbers do on the data
+evaluated here (``bundle_calibration.calibration_report``).
+
 With several backends or precisions (``--backend onnxruntime,openvino --precision fp32,bf16``),
 each column after a bundle's first also says how far its answers are from that first column's,
 image by image, and whether they stay within the task-level tolerances (``AGREEMENT``).
@@ -28,6 +32,7 @@ from fundusrt.runtime.engines import EngineError
 from fundusrt.runtime.pipeline import Pipeline
 
 from .anatomy import anatomy
+from .bundle_calibration import calibration_markdown, calibration_report
 from .datasets import load_specs
 from .metrics import classification_metrics, fovea_distance, segmentation_metrics
 from .tables import markdown_table
@@ -58,10 +63,14 @@ def screen_and_score(
         results = list(pipeline.stream([str(s.image) for s in samples], batch_size=batch_size))
         engines = pipeline.description
         locator_size = pipeline.bundle.graph("locator").preprocess.size
+        manifest = pipeline.bundle.manifest
     report = score_results(samples, results) | {
         "bundle": str(bundle), "backend": backend, "precision": precision, "engines": engines,
         "locator_size": locator_size,
     }  # fmt: skip
+    calibration = calibration_report(manifest, samples, results)
+    if calibration is not None:
+        report["calibration"] = calibration
     return report, results
 
 
@@ -176,6 +185,7 @@ METRICS = (
     ("od_dice", "OD Dice", "{:.3f}"),
     ("oc_dice", "OC Dice", "{:.3f}"),
     ("vcdr_mae", "vCDR MAE", "{:.4f}"),
+    ("vcdr_bias", "vCDR bias (mean signed error; annotators' cup conventions differ between datasets)", "{:+.4f}"),
     ("auc", "AUC", "{:.3f}"),
     ("auc_ensemble", "AUC, ensemble alone", "{:.3f}"),
     ("auc_vcdr", "AUC, vCDR alone", "{:.3f}"),
@@ -217,6 +227,9 @@ def markdown(reports: dict[str, dict]) -> str:
             f"(all: {first['auc']:.3f}).\n\n"
             + markdown_table(["spread", "set aside", "AUC of the rest"], sweep) + "\n"
         )  # fmt: skip
+    calibrated = {n: r["calibration"] for n, r in reports.items() if r.get("calibration")}
+    for n, calibration in calibrated.items():
+        table += "\n" + calibration_markdown(calibration, n if len(reports) > 1 else "")
     return table
 
 

@@ -1,5 +1,5 @@
 """The training side's commands: ``fundusrt synth``, ``fundusrt train classify|segment|locate`` (Zhao
-et al.'s recipe from the command line) and ``fundusrt evaluate``.
+et al.'s recipe from the command line), ``fundusrt evaluate`` and ``fundusrt calibrate``.
 
 Training defaults follow their settings: 512² inputs, disc crops of twice the disc diameter, RAdam
 at 1e-3 decayed x0.1 every 30 epochs, batch 16, 200 epochs. Registering a command imports nothing
@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+NORMALIZATIONS = ("imagenet", "image", "field-channels")  # train --normalization (runtime.normalize)
 _TASK_HELP = {
     "classify": "the five-member ResNet50 ensemble (full image and disc crop)",
     "segment": "CE-Net on disc crops: optic disc and cup",
@@ -63,6 +64,46 @@ def register_evaluate(subparsers) -> None:
     p.set_defaults(func=_evaluate)
 
 
+def register_calibrate(subparsers) -> None:
+    p = subparsers.add_parser(
+        "calibrate",
+        help="refit a bundle's vCDR weight and thresholds on a site's labelled photographs (a new bundle)",
+        description="Screen a site's labelled photographs with BUNDLE and write a copy of it (without engines/) "
+        "whose ensemble numbers are refitted on them: the vCDR weight (best AUC on a grid), the decision "
+        "threshold (at --specificity) and the uncertainty threshold (--uncertain-share); its manifest records "
+        "the calibration, with the sample's AUC, sensitivity and specificity before and after.",
+    )
+    p.add_argument("bundle", type=Path, metavar="BUNDLE")
+    p.add_argument("--data", required=True, help="the site's labelled photographs, a dataset SPEC, e.g. csv:site.csv")
+    p.add_argument("--out", type=Path, required=True, help="the new bundle folder (must not exist)")
+    p.add_argument("--split", default=None, help="only samples of this split (train/validation/test/all)")
+    # the defaults are site_calibration's (not imported here: registering imports nothing heavy)
+    p.add_argument(
+        "--specificity", type=float, default=0.85,
+        help="the share of the sample's normal photographs below the decision threshold (0.85: REFUGE's "
+        "operating point)",
+    )  # fmt: skip
+    p.add_argument(
+        "--uncertain-share", type=float, default=0.10,
+        help="the share of the sample the uncertainty threshold flags (0.10); 0 keeps the bundle's threshold",
+    )  # fmt: skip
+    p.add_argument(
+        "--quality", action="store_true",
+        help="also report the sample's ungradable photographs (quality limits are not in the bundle: nothing refitted)",
+    )  # fmt: skip
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="fp32", help="the precision the site screens at (fp32)")
+    p.add_argument("--batch", type=int, default=8)
+    p.set_defaults(func=_calibrate)
+
+
+def _calibrate(args) -> int:
+    from .bundle_calibration import run_command
+
+    return run_command(args)
+
+
 def _synth(args) -> int:
     from .synth import run_command
 
@@ -96,6 +137,11 @@ def _add_arguments(p: argparse.ArgumentParser, task: str) -> None:
     recipe.add_argument("--size", type=int, default=512, help="input side in pixels (512)")
     recipe.add_argument("--epochs", type=int, default=200)
     recipe.add_argument("--batch-size", type=int, default=16)
+    recipe.add_argument(
+        "--normalization", choices=NORMALIZATIONS,
+        help="input normalisation: fixed ImageNet constants, a per-image z-score, or each channel's z-score "
+        "over the field of view (colour and contrast normalisation); default: the task's own",
+    )  # fmt: skip
     recipe.add_argument("--lr", type=float, default=1e-3, help="RAdam learning rate (1e-3)")
     recipe.add_argument("--lr-step", type=int, default=30, help="decay the learning rate every N epochs (30)")
     recipe.add_argument("--lr-decay", type=float, default=0.1)
@@ -176,6 +222,14 @@ def run(args) -> int:
     from .tasks import TASKS
 
     task = TASKS[args.task]
+    if args.normalization:
+        from dataclasses import replace
+
+        from fundusrt.runtime.normalize import Normalization
+
+        chosen = {"imagenet": Normalization(), "image": Normalization(per_image=True),
+                  "field-channels": Normalization(per_image=True, per_channel=True)}[args.normalization]  # fmt: skip
+        task = replace(task, normalization=chosen)
     members = task.members
     if getattr(args, "member", None):
         known = {m.name: m for m in members}

@@ -3,10 +3,13 @@ PyTorch (``bundle_evaluation`` scores an exported bundle through the runtime).""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from torch.utils.data import DataLoader
+
+from fundusrt.runtime.normalize import Normalization
 
 from .loop import predict
 from .runs import load_run
@@ -22,7 +25,8 @@ def evaluate_run(run: Path, samples, *, device: str = "cpu", batch_size: int = 1
     task = TASKS[config.task]
     results, probabilities, dataset = {}, {}, None
     for trained in members:
-        seen = task.dataset(samples, view=trained.member.view, size=trained.preprocess["size"])
+        as_trained = replace(task, normalization=Normalization.from_dict(trained.preprocess["normalization"]))
+        seen = as_trained.dataset(samples, view=trained.member.view, size=trained.preprocess["size"])
         if not len(seen):
             continue
         dataset = seen

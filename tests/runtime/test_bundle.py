@@ -161,6 +161,33 @@ def test_version_3_is_read_with_no_fp32_part_for_bf16(tmp_path):
         Manifest.from_dict(raw)  # version 4 must say it
 
 
+def test_version_4_is_read_as_never_calibrated(tmp_path):
+    raw = _raw(_bundle(tmp_path / "b"))
+    assert raw["calibration"] is None
+    del raw["calibration"]
+    m = Manifest.from_dict({**raw, "version": 4})
+    assert m.version == VERSION and m.calibration is None
+    with pytest.raises(ManifestError, match=r"'manifest\.calibration' is missing"):
+        Manifest.from_dict(raw)  # version 5 must say it
+
+
+def test_a_calibration_record_is_read_back_strictly(tmp_path):
+    raw = _raw(_bundle(tmp_path / "b"))
+    point = {"threshold": 0.4, "vcdr_weight": None, "uncertainty": 0.1, "auc": 0.8, "sensitivity": 0.7,
+             "specificity": 0.85, "uncertain": 3}  # fmt: skip
+    raw["calibration"] = {
+        "data": "csv:site.csv", "date": "2025-01-01T00:00:00+00:00", "from_manifest": "ab", "precision": "fp32",
+        "photographs": 40, "glaucoma": 12, "without_vcdr": 0, "failed": 1, "specificity": 0.85,
+        "uncertain_share": 0.1, "method": "words", "before": point, "after": {**point, "threshold": 0.5},
+    }  # fmt: skip
+    m = Manifest.from_dict(raw)
+    assert m.calibration.after.threshold == 0.5 and m.calibration.before.vcdr_weight is None
+    assert Manifest.from_dict(json.loads(json.dumps(m.to_dict()))) == m
+    raw["calibration"]["after"]["uncertain"] = "3"
+    with pytest.raises(ManifestError, match=r"'manifest\.calibration\.after\.uncertain' must be int"):
+        Manifest.from_dict(raw)
+
+
 def test_heatmaps_must_name_members_of_the_heatmaps_output(tmp_path):
     raw = _raw(_bundle(tmp_path / "b"))
     raw["ensemble"]["heatmaps"] = {"m": "crop"}  # but the classifier has no "heatmaps" output
