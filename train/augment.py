@@ -5,7 +5,9 @@ Geometry goes through the crop's ``Affine``, so image, mask and landmarks move t
 exactly. Disc crops jitter centre and size over the range the runtime's own estimate will
 produce. The photometric changes stand for what differs between cameras, populations and
 sessions: exposure, gamma, colour balance and saturation, uneven illumination, focus, noise.
-A full view sometimes becomes another camera's field: a narrower circle (a smaller field
+Other cameras also differ in vignetting, resolution, sharpening and JPEG compression, and other
+patients' retinas carry lesions (exudates, haemorrhages); each is drawn now and then. A full view
+sometimes becomes another camera's field: a narrower circle (a smaller field
 angle shows the retina larger) placed off centre (towards a disc-centred photograph, the fovea
 near or beyond the edge); lens glare sometimes outshines the disc. Narrowing up to 1.8 and
 centring half of those fields on the disc was tried and left out: it cost the fovea's precision
@@ -42,6 +44,12 @@ class Augment:
     field_narrowing: float = 1.4  # ... up to this much narrower
     edge: float = 0.15  # probability that a disc crop meets the photograph's edge, 0.6-1.1 disc diameters out
     glare: float = 0.25  # probability of lens glare on a full view: a white haze brighter than the disc
+    # Other cameras' responses and other patients' retinas (none of them moves the truth):
+    vignetting: float = 0.3  # probability of a radial falloff towards the field's edge, up to 60 % darker
+    resolution: float = 0.25  # probability of a lower-resolution camera: down to 0.35 of the side, and up
+    jpeg: float = 0.2  # probability of JPEG compression at quality 30-90
+    sharpen: float = 0.15  # probability of a camera's unsharp masking
+    lesions: float = 0.2  # probability of bright exudate-like and dark haemorrhage-like spots
 
     def geometry(self, rng: np.random.Generator, size: int) -> Affine:
         return about_center(
@@ -102,6 +110,7 @@ class Augment:
 
     def colour(self, rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
         inside = image.max(axis=2, keepdims=True) > 0  # the black surround stays black
+        image = self.spots(rng, image, inside[..., 0])
         x = image.astype(np.float32) / 255.0
         x = x ** np.float32(np.exp(rng.uniform(-self.gamma, self.gamma)))
         grey = x.mean(axis=2, keepdims=True)
@@ -120,7 +129,47 @@ class Augment:
             x = x * (1.0 + np.float32(rng.uniform(0.0, self.illumination)) * ramp)[..., None]
         if rng.random() < self.blur:
             x = cv2.GaussianBlur(x, (0, 0), float(rng.uniform(0.5, 1.5)))
+        if rng.random() < self.vignetting:
+            h, w = x.shape[:2]
+            yy, xx = np.mgrid[:h, :w].astype(np.float32)
+            r2 = ((xx - (w - 1) / 2) ** 2 + (yy - (h - 1) / 2) ** 2) / np.float32((max(h, w) / 2) ** 2)
+            x = x * (1.0 - np.float32(rng.uniform(0.1, 0.6)) * np.minimum(r2, 1.0))[..., None]
         if self.noise:
             x = x + rng.normal(0.0, rng.uniform(0.0, self.noise) / 255.0, x.shape).astype(np.float32)
         out = np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return out * inside
+        return self.camera(rng, out) * inside
+
+    def camera(self, rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+        """What a camera's own processing does to the pixels: fewer of them, sharpening, JPEG."""
+        h, w = image.shape[:2]
+        if rng.random() < self.resolution:
+            f = rng.uniform(0.35, 0.9)
+            small = cv2.resize(image, (max(8, round(w * f)), max(8, round(h * f))), interpolation=cv2.INTER_AREA)
+            image = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        if rng.random() < self.sharpen:
+            blurred = cv2.GaussianBlur(image, (0, 0), float(rng.uniform(1.0, 2.0)))
+            image = cv2.addWeighted(image, 1.0 + (a := float(rng.uniform(0.3, 1.0))), blurred, -a, 0)
+        if rng.random() < self.jpeg:
+            quality = int(rng.integers(30, 91))
+            _, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+            image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        return image
+
+    def spots(self, rng: np.random.Generator, image: np.ndarray, inside: np.ndarray) -> np.ndarray:
+        """Sometimes a few small yellow-white exudate-like and dark red haemorrhage-like spots inside the
+        field, as diabetic retinopathy gives them: neither is a disc, nor moves one."""
+        if rng.random() >= self.lesions or not inside.any():
+            return image
+        w = image.shape[1]
+        ys, xs = np.nonzero(inside)
+        out = image
+        for _ in range(int(rng.integers(1, 7))):
+            i = int(rng.integers(len(xs)))
+            radius = max(1, round(rng.uniform(0.004, 0.02) * w))
+            bright = rng.random() < 0.5
+            colour = (250, 235, 150) if bright else (90, 20, 15)
+            layer = out.copy()
+            cv2.circle(layer, (int(xs[i]), int(ys[i])), radius, colour, -1, cv2.LINE_AA)
+            alpha = float(rng.uniform(0.5, 0.9))  # a spot lets some of the retina show through
+            out = cv2.addWeighted(layer, alpha, out, 1.0 - alpha, 0)
+        return out * inside[..., None]  # a spot at the field's edge ends there

@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 
@@ -102,6 +103,19 @@ def test_other_cameras_fields_keep_the_disc_and_glare_stays_inside_the_field():
     view[16:48, 16:48] = 90
     glared = augment.lens_glare(np.random.default_rng(3), view)
     assert (glared[view.max(axis=2) == 0] == 0).all() and glared.max() > 90
+
+
+def test_other_cameras_and_lesions_change_the_field_only_inside_it():
+    view = np.zeros((96, 96, 3), np.uint8)
+    cv2.circle(view, (48, 48), 40, (170, 80, 40), -1)
+    outside = view.max(axis=2) == 0
+    every = Augment(vignetting=1.0, resolution=1.0, jpeg=1.0, sharpen=1.0, lesions=1.0)
+    for seed in range(5):
+        out = every.colour(np.random.default_rng(seed), view)
+        assert out.shape == view.shape and out.dtype == np.uint8
+        assert (out[outside] == 0).all() and np.abs(out.astype(int) - view).max() > 30
+    spots = Augment(lesions=1.0).spots(np.random.default_rng(1), view, ~outside)
+    assert (spots[outside] == 0).all() and (spots != view).any()  # spots inside the field, none beyond
 
 
 def test_the_locator_target_drops_a_fovea_its_view_does_not_show(phantoms):
