@@ -4,31 +4,50 @@ Numpy and OpenCV only. Every measure but one is read on a fixed 256² view of th
 (FOV) so that none depends on the camera's resolution: the FOV's square is cut at 512² and box-shrunk
 by two (anti-aliased at any input size; a warp's bilinear step alone aliases, and the focus measure
 then drifts with the resolution). Only JPEG blockiness is read on the original pixels, whose 8×8 grid
-it looks for. Cost: 6-8 ms per photograph at 512², 8-16 ms at 1200-4000 px (2-core CPU, shared).
+it looks for. Cost: 9 ms per photograph at 512², 11 ms at 2048² (2-core CPU; the sectors' medians and
+the radial profiles take about 5 ms of it).
+
+Limits are relative to the photograph's own field and content, so that another camera's photograph
+of a good eye passes: a disc-centred or 30-degree field, a darker exposure, a strong but smooth falloff
+of brightness towards the field's edge (a normal trait of many cameras, no defect), another white
+balance, 1500-2500 px. A crop around the disc with no field-of-view circle (ACRIMA's; also a "circle"
+whose centre lies outside the frame: a bit of a field's edge in a corner) is graded on focus, exposure,
+JPEG and the disc only; ``crop`` says so (1.0), and haze, shadow and field_cut read 0 there.
 
 The measures (``Quality.measures``) and the threshold at which each gives its reason:
 
 ``sharpness`` (< 0.38: ``out_of_focus``)
     RMS of the green channel's finest band (G - G*σ1) over that of the next band (G*σ1 - G*σ3) inside
     the FOV, the view's 8-bit rounding noise taken out. Blur empties the finest band first; a ratio,
-    so dark but sharp photographs are not "blurred".
+    so dark but sharp photographs are not "blurred". Where the disc spans more of the view than in a
+    45-degree field (over 40 px: a narrow field, a crop), the view is first shrunk until it does not
+    (at most 4×): the bands then hold the same anatomy, which the eye's optics blur at fine scales.
 ``blockiness`` (> 0.7: ``compression_artifacts``, heavy JPEG)
     Mean |step| between neighbouring pixels on each of the 8 column (and row) phases, green channel,
     original pixels, a window of up to 384² at the FOV centre: the strongest phase's excess over the
     second, relative to it plus one grey level. JPEG's grid lifts one phase (wherever the grid starts).
 ``luminance`` (< 32: ``underexposed``; > 160: ``overexposed``)
-    Mean luminance (0.299 R + 0.587 G + 0.114 B) inside the FOV.
-``field_cut`` (> 0.12: ``field_of_view_cut``)
+    Mean luminance (0.299 R + 0.587 G + 0.114 B) inside the FOV, the disc (1.5 of its radii) left
+    out: a bright disc filling a crop is no overexposure.
+``field_cut`` (> 0.15: ``field_of_view_cut``)
     The part of the fitted circle's area cut off by one side of the frame beyond what the opposite
     side cuts off: cameras that clip the circle top and bottom alike lose nothing here, a shifted
-    field does. ``field_missing`` (all that the frame cuts off) is reported only.
-``haze`` (> 0.85: ``uneven_illumination``, lens flare)
-    In 8 sectors of the ring 0.3-0.85 radii (the disc left out), log(brightest sector's blue / the
-    median's) + log(median sector's colour saturation / the palest's): a white veil over one side
-    raises its blue and bleaches its colour. Not read where red is clipped over half the FOV.
-``shadow`` (> 0.62: ``uneven_illumination``, a dark side)
-    log(median / darkest) of the luminance of 12 sectors of the ring 0.55-0.95 radii (the disc left
-    out), where a misaligned pupil's crescent falls.
+    field does (30 % of its diameter beyond the frame: 0.25; 22 % of it: 0.17). ``field_missing`` (all
+    that the frame cuts off) is reported only.
+``haze`` and ``shadow`` (uneven illumination), read on 16 sectors (their medians) of a ring clear of
+    the centre and of the disc, each pixel first divided by the median of its radius all round: a
+    camera's radial falloff, however strong, and its exposure and white balance cancel out, and only
+    what differs between sides is left. A defect must then span an arc, where the macula of a
+    disc-centred field, a vessel arcade, a glare spot or a patch of lesions takes a sector or two.
+    Pixels black inside the circle (a narrow field cut from a wider one) are no retina and left out.
+``haze`` (> 0.68: ``uneven_illumination``, lens flare)
+    Ring 0.3-0.85 radii: per sector log(relative blue) - log(relative colour saturation), less its
+    median over the sectors (a white veil raises the blue and bleaches the colour); the most veiled
+    arc of 3 sectors, read at its least veiled one. Not read where red is clipped over half the FOV.
+``shadow`` (> 0.57: ``uneven_illumination``, a dark side)
+    Ring 0.55-0.95 radii, where a misaligned pupil's crescent falls: log(the sectors' median / a
+    sector's relative luminance), the radius's profile its 75th percentile (so that a shadow over part
+    of a clipped 4:3 field does not set it), the darkest arc of 2 sectors, read on its mean.
 ``disc_contrast`` (< 0.07) and ``disc_inside`` (< 0.6): ``disc_not_visible``
     The disc's mean luminance over that of the ring 1.3-2 disc radii around it, minus one (the disc is
     the bright spot), and the part of its ellipse inside the FOV and the frame. A disc that was not
@@ -39,17 +58,19 @@ are reported for calibration. Each measure maps to a score by a logistic that is
 and 0.9 at a "good" value (``_LIMITS``); ``Quality.score`` is the lowest score. Below 0.5 a reason is
 severe and the photograph ungradable; between 0.5 and ``NOTICE`` (0.7) it is listed but only noticed.
 
-Calibration (``benchmarks/quality_calibration.py``): REFUGE's 400 validation photographs (Canon CR-2,
-512² JPEG) and 40 phantoms, clean and with each strong degradation of ``fundusrt.train.degradations``
-(worst clean value -> least flagged degraded value): sharpness 0.561 (phantoms 0.695) -> 0.236;
-blockiness 0.149 (phantoms 0.365: JPEG at quality 70-95 shows on smooth synthetic fields) -> 2.18
-(phantoms 0.84, JPEG quality 8); luminance 53.9-145.3 (phantoms 70-115) -> 29.1 underexposed, 149
-overexposed (REFUGE's darkest photograph times 3; p1 195) and 158.5 (phantoms); field_cut 0.017
-(phantoms' 4:3 frames) -> 0.251; haze p99 0.707, max 1.109 (a visible blue veil) -> 0.788 (p1
-0.981); shadow p99 0.488, max 0.746 (a dark lower field) -> 0.563 (p1 0.720); disc_contrast 0.145
-(phantoms 0.314), negative for a disc placed on the fovea. Thresholds sit between the clean
-photographs' worst percentiles and the degraded ones, leaving room for cameras unlike REFUGE's:
-99.2 % of REFUGE and all phantoms gradable; 97.5-100 % of each strong copy flagged with its reason.
+Calibration (``python benchmarks/quality_calibration.py``, defaults): REFUGE's 400 validation
+photographs (Canon CR-2, 512² JPEG; ground-truth discs), every 4th of them as 5 other framings and 7
+other cameras' looks (``train.reframe``: ``REFRAMINGS``, ``CAMERAS``), ACRIMA's 705 disc crops (another
+camera; the disc a centred circle half the side wide) and 40 phantoms, clean and with each strong
+degradation of ``fundusrt.train.degradations`` (worst clean value -> least flagged degraded value):
+sharpness 0.534 (ACRIMA p1 0.362, phantoms 0.635) -> 0.290 (p1 0.169); blockiness as before, 0.149 ->
+2.18; luminance 52.0-143.0 (ACRIMA p1-p99 40.7-162.6) -> 28.7 underexposed, 146 overexposed (p1 193);
+field_cut 0 (phantoms 0.017; a frame cut 0.75 disc diameters beside the disc: 99 % gradable) -> 0.251; haze p99 0.584,
+max 0.708 (framings and cameras p99 0.580) -> p1 0.661 (min 0.452); shadow p99 0.487, max 0.736
+(framings and cameras p99 0.493) -> p1 0.791 (min 0.616, phantoms 0.638). Gradable: REFUGE 99.2 %,
+ACRIMA 94.9 %, phantoms 100 %, each framing and camera 97-100 % (before: disc-centred fields 68-76 %,
+a glare spot 49 %, ACRIMA 42 %); flagged with its reason: 98.8-100 % of each strong copy of REFUGE and
+97.5-100 % of the phantoms' (ACRIMA's, reported only: 87.8 % of the overexposed, 97.9-100 % else).
 """
 
 from __future__ import annotations
@@ -77,8 +98,9 @@ NOTICE = 0.7  # a reason is listed below this score; below 0.5 it makes the phot
 
 _SIZE = 256  # the working view's side
 _ROUNDING = 1.0 / 12.0  # variance of rounding to whole grey levels
-_INNER_SECTORS = 8  # the ring 0.3-0.85 radii, where flare is read
-_OUTER_SECTORS = 12  # the ring 0.55-0.95 radii, where a shadow is read (a crescent at the edge)
+_SECTORS = 16  # of both rings: 0.3-0.85 radii, where flare is read, and 0.55-0.95, where a shadow is
+_VEIL_ARC, _SHADOW_ARC = 3, 2  # adjacent sectors a veil, a shadow must span
+_DISC_VIEW = 40.0  # px: the disc's diameter in a 45-degree field's view (REFUGE: 32-49, median 37)
 
 # measure -> (threshold: score 0.5, good: score 0.9, reason)
 _LIMITS = {
@@ -86,9 +108,9 @@ _LIMITS = {
     "blockiness": (0.7, 0.35, COMPRESSION),
     "underexposure": (32.0, 55.0, UNDEREXPOSED),  # read on ``luminance``
     "overexposure": (160.0, 140.0, OVEREXPOSED),  # read on ``luminance``
-    "field_cut": (0.12, 0.05, FIELD_CUT),
-    "haze": (0.85, 0.55, UNEVEN_ILLUMINATION),
-    "shadow": (0.62, 0.4, UNEVEN_ILLUMINATION),
+    "field_cut": (0.15, 0.07, FIELD_CUT),
+    "haze": (0.68, 0.45, UNEVEN_ILLUMINATION),
+    "shadow": (0.57, 0.38, UNEVEN_ILLUMINATION),
     "disc_contrast": (0.07, 0.15, DISC_NOT_VISIBLE),
     "disc_inside": (0.6, 0.9, DISC_NOT_VISIBLE),
 }
@@ -139,12 +161,13 @@ def assess_quality(image: np.ndarray, fov: FieldOfView, disc: Ellipse | None = N
 def measure_quality(image: np.ndarray, fov: FieldOfView, disc: Ellipse | None = None) -> dict[str, float]:
     """The raw measures (see the module's docstring); the disc's only where a disc is given."""
     h, w = image.shape[:2]
+    fov = _field(fov, w, h)
     affine = fov.view_transform(_SIZE)
     view = _view(image, fov)
     # OpenCV's per-pixel ops and single channels throughout: numpy's reductions across channels are slow.
     red, green, blue = (c.astype(np.float32) for c in cv2.split(view))
     luma = 0.299 * red + 0.587 * green + 0.114 * blue
-    rho, inner_sector, outer_sector = _polar()
+    rho, sector = _polar()
     d = disc.mapped(affine) if disc is not None else None
 
     # The retina: inside the circle and inside the frame (the view is black beyond the frame). ``core``
@@ -156,38 +179,21 @@ def measure_quality(image: np.ndarray, fov: FieldOfView, disc: Ellipse | None = 
     retina = frame & (rho < 0.97) if fov.circular else frame
     core = inner & (rho < 0.88) if fov.circular else inner
 
-    m: dict[str, float] = {}
-    values = luma[retina]
+    m: dict[str, float] = {"crop": 0.0 if fov.circular else 1.0}
+    # Exposure of the retina around the disc: a bright disc filling a disc-centred crop is no overexposure.
+    no_disc = np.ones((_SIZE, _SIZE), bool) if d is None else ~_grown(d, 1.5).mask((_SIZE, _SIZE))
+    values = luma[retina & no_disc] if (retina & no_disc).sum() >= 0.25 * retina.sum() else luma[retina]
     m["luminance"] = float(values.mean()) if values.size else 0.0
     m["dark_fraction"] = float((values < 20).mean()) if values.size else 1.0
     m["saturated_fraction"] = float((values > 235).mean()) if values.size else 0.0
     m["red_clipped"] = float((red[retina] >= 250).mean()) if values.size else 0.0
 
-    # Focus: how much of the green channel's detail lies in the finest band rather than the next one.
-    b1 = cv2.GaussianBlur(green, (0, 0), 1.0)
-    b3 = cv2.GaussianBlur(b1, (0, 0), math.sqrt(3.0**2 - 1.0**2))  # the green blurred by 3 in all
-    fine = float(np.square(green - b1)[core].mean()) if core.any() else 0.0
-    mid = float(np.square(b1 - b3)[core].mean()) if core.any() else 0.0
-    # The view's 8-bit rounding adds 1/12 grey level² of noise to every band: left out of the finest and
-    # added to the next, so that a featureless (very blurred, or blank) view reads as blurred, not sharp.
-    m["sharpness"] = math.sqrt(max(fine - _ROUNDING, 0.0) / (mid + _ROUNDING))
-
+    m["sharpness"] = _sharpness(green, core, d)
     m["blockiness"] = _blockiness(image, fov)
 
-    # Illumination: sectors of rings clear of the centre (the macula) and of the disc, where a camera's
-    # vignetting is the same all round; what differs between sectors is flare or shadow. Sector means
-    # get 4 grey levels (a sensor's floor) so that black sectors stay finite.
-    no_disc = np.ones((_SIZE, _SIZE), bool) if d is None else ~_grown(d, 2.0).mask((_SIZE, _SIZE))
-    top = cv2.max(cv2.max(red, green), blue)
-    saturation = (top - cv2.min(cv2.min(red, green), blue)) / (top + 8.0)
-    blues, saturations = _sector_means(core & (rho > 0.3) & (rho < 0.85) & no_disc, inner_sector, blue, saturation)
-    m["haze"] = 0.0  # too little field to compare sectors in
-    if blues.size >= 4:
-        whitest = np.log((blues.max() + 4.0) / (np.median(blues) + 4.0))
-        palest = np.log(max(float(np.median(saturations)), 0.01) / max(float(saturations.min()), 0.01))
-        m["haze"] = float(whitest + palest)
-    (lum,) = _sector_means(inner & (rho > 0.55) & (rho < 0.95) & no_disc, outer_sector, luma)
-    m["shadow"] = float(np.log((np.median(lum) + 4.0) / (lum.min() + 4.0))) if lum.size >= 6 else 0.0
+    m["haze"] = m["shadow"] = 0.0  # a crop has no field to compare sides of (nor room for the sectors)
+    if fov.circular:
+        m["haze"], m["shadow"] = _illumination(red, green, blue, luma, core, inner, rho, sector, d)
 
     m["field_cut"], m["field_missing"] = _field_cut(fov, w, h)
 
@@ -201,6 +207,97 @@ def measure_quality(image: np.ndarray, fov: FieldOfView, disc: Ellipse | None = 
             ring = float(luma[around].mean())
             m["disc_contrast"] = (float(luma[seen].mean()) - ring) / (ring + 4.0)
     return m
+
+
+def _field(fov: FieldOfView, w: int, h: int) -> FieldOfView:
+    """The field the measures are read on: a circle whose centre lies outside the frame is a crop of a
+    field (ACRIMA's disc crops show a bit of the circle's edge in a corner), read as a crop."""
+    (cx, cy), r = fov.center, fov.radius
+    if fov.circular and not (-0.5 <= cx <= w - 0.5 and -0.5 <= cy <= h - 0.5):
+        return FieldOfView(((w - 1) / 2.0, (h - 1) / 2.0), max(w, h) / 2.0, fov.found, False)
+    return fov
+
+
+def _sharpness(green: np.ndarray, core: np.ndarray, disc: Ellipse | None) -> float:
+    """How much of the green channel's detail lies in the finest band rather than the next one, on a view
+    no more magnified than a 45-degree field's: where the disc spans more than ``_DISC_VIEW`` pixels (a
+    narrow field, a disc crop), the view is shrunk until it does not, so the bands hold the same anatomy
+    (the eye's optics, not the camera, blur the finest detail of a magnified view)."""
+    shrink = 1.0 if disc is None else min(max(float(np.mean(disc.axes)) / _DISC_VIEW, 1.0), 4.0)
+    if shrink > 1.05:
+        size = round(_SIZE / shrink)
+        green = cv2.resize(green, (size, size), interpolation=cv2.INTER_AREA)
+        core = cv2.resize(core.astype(np.uint8), (size, size), interpolation=cv2.INTER_AREA) > 0
+        core = cv2.erode(core.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0  # clear of the edge's step
+    if not core.any():
+        return 0.0
+    b1 = cv2.GaussianBlur(green, (0, 0), 1.0)
+    b3 = cv2.GaussianBlur(b1, (0, 0), math.sqrt(3.0**2 - 1.0**2))  # the green blurred by 3 in all
+    fine = float(np.square(green - b1)[core].mean())
+    mid = float(np.square(b1 - b3)[core].mean())
+    # The view's 8-bit rounding adds 1/12 grey level² of noise to every band: left out of the finest and
+    # added to the next, so that a featureless (very blurred, or blank) view reads as blurred, not sharp.
+    return math.sqrt(max(fine - _ROUNDING, 0.0) / (mid + _ROUNDING))
+
+
+def _illumination(red, green, blue, luma, core, inner, rho, sector, d: Ellipse | None) -> tuple[float, float]:
+    """(haze, shadow) of a circular field, read on 16 sectors (their medians) of two rings clear of the
+    centre (the macula of a macula-centred field) and of the disc.
+
+    Each pixel is first taken relative to the median of its radius all round (``_relative``): a camera's
+    falloff towards the field's edge, however strong, and a darker or differently balanced camera, cancel
+    out; only what differs between sides remains. A defect must then span an arc: a veil 3 adjacent
+    sectors, read at the least veiled (a glare spot or a patch of exudates takes one or two); a shadow 2,
+    read on their mean. Black pixels inside the circle are no retina (a narrow field cut from a wider
+    one) and are left out. The luminance's profile is its 75th percentile at each radius: a shadow over
+    most of what a clipped 4:3 frame keeps of an outer radius would otherwise set it."""
+    no_disc = np.ones(rho.shape, bool) if d is None else ~_grown(d, 2.0).mask(rho.shape)
+    lit = luma > 1.5
+    top = cv2.max(cv2.max(red, green), blue)
+    saturation = (top - cv2.min(cv2.min(red, green), blue)) / (top + 8.0)
+
+    ring = core & (rho > 0.3) & (rho < 0.85) & no_disc & lit
+    haze = 0.0  # too little field to compare sectors in
+    if ring.sum() >= 200:
+        blue_floor = 4.0 + 0.1 * float(np.median(blue[ring]))  # a sensor's floor, and a dim blue's noise
+        blues = _sector_medians(ring, sector, _relative(blue, ring, rho, blue_floor))
+        saturations = _sector_medians(ring, sector, _relative(saturation, ring, rho, 0.02))
+        veil = np.log(blues) - np.log(saturations)  # a white veil raises the blue and bleaches the colour
+        haze = _arc(veil - np.nanmedian(veil), _VEIL_ARC, np.min) if np.isfinite(veil).sum() >= 8 else 0.0
+
+    ring = inner & (rho > 0.55) & (rho < 0.95) & no_disc & lit
+    shadow = 0.0
+    if ring.sum() >= 200:
+        lum = _sector_medians(ring, sector, _relative(luma, ring, rho, 1.0, 75.0))
+        dark = np.log(np.nanmedian(lum)) - np.log(lum)
+        shadow = _arc(dark, _SHADOW_ARC, np.mean) if np.isfinite(dark).sum() >= 8 else 0.0
+    return float(haze), float(shadow)
+
+
+def _relative(values: np.ndarray, mask: np.ndarray, rho: np.ndarray, floor: float, q: float = 50.0) -> np.ndarray:
+    """``values`` over the ``q``-th percentile of the ring's pixels (``mask``) at the same radius (bins of
+    0.05 radii), each plus ``floor`` (a sensor's floor), so that sides are compared at equal distances
+    from the centre."""
+    band = np.minimum((rho * 20).astype(np.int32), 20)
+    profile = np.ones(21, np.float32)
+    inside = band[mask]
+    picked = values[mask]
+    for b in np.unique(inside):
+        profile[b] = np.percentile(picked[inside == b], q)
+    return (values + floor) / (profile[band] + floor)
+
+
+def _arc(values: np.ndarray, length: int, read) -> float:
+    """The strongest arc of ``length`` adjacent sectors (NaN where a sector had too few pixels), each arc
+    read by ``read`` over its sectors (all but one of them needed); 0 where none is stronger."""
+    n = len(values)
+    best = 0.0
+    for start in range(n):
+        arc = values[[(start + i) % n for i in range(length)]]
+        arc = arc[np.isfinite(arc)]
+        if arc.size >= length - 1:
+            best = max(best, float(read(arc)))
+    return best
 
 
 def _grown(ellipse: Ellipse, factor: float) -> Ellipse:
@@ -229,13 +326,16 @@ def _view(image: np.ndarray, fov: FieldOfView) -> np.ndarray:
     return cv2.resize(big, (_SIZE, _SIZE), interpolation=cv2.INTER_AREA)
 
 
-def _sector_means(mask: np.ndarray, sector: np.ndarray, *arrays: np.ndarray) -> list[np.ndarray]:
-    """Each array's mean in each sector (of the pixels in ``mask``), for sectors with enough pixels."""
-    n = int(sector.max()) + 1
-    labels = np.where(mask, sector, n).ravel()
-    count = np.bincount(labels, minlength=n + 1)[:n]
-    used = count >= 30
-    return [(np.bincount(labels, a.ravel(), minlength=n + 1)[:n] / np.maximum(count, 1))[used] for a in arrays]
+def _sector_medians(mask: np.ndarray, sector: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The median of ``values`` in each sector (of the pixels in ``mask``); NaN where a sector has too few.
+    Medians: a thin black crescent of a shifted field's edge, lesions or a vessel do not move them."""
+    out = np.full(_SECTORS, np.nan)
+    labels, picked = sector[mask], values[mask]
+    for i in range(_SECTORS):
+        inside = picked[labels == i]
+        if inside.size >= 20:
+            out[i] = np.median(inside)
+    return out
 
 
 def _score(value: float, threshold: float, good: float) -> float:
@@ -245,17 +345,13 @@ def _score(value: float, threshold: float, good: float) -> float:
 
 
 @lru_cache(maxsize=1)
-def _polar() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distance from the view's centre in radii, and each pixel's sector of the inner and outer rings."""
+def _polar() -> tuple[np.ndarray, np.ndarray]:
+    """Distance from the view's centre in radii, and each pixel's sector."""
     c = (_SIZE - 1) / 2.0
     yy, xx = np.mgrid[:_SIZE, :_SIZE].astype(np.float32) - c
     rho = np.hypot(xx, yy) / (_SIZE / 2.0)
     turn = (np.arctan2(yy, xx) + math.pi) / (2 * math.pi)  # 0..1 round the centre
-    return (
-        rho,
-        (turn * _INNER_SECTORS).astype(np.int64) % _INNER_SECTORS,
-        (turn * _OUTER_SECTORS).astype(np.int64) % _OUTER_SECTORS,
-    )
+    return rho, (turn * _SECTORS).astype(np.int64) % _SECTORS
 
 
 def _field_cut(fov: FieldOfView, w: int, h: int) -> tuple[float, float]:

@@ -125,3 +125,58 @@ REFRAMINGS = {
     "glare brighter than the disc": with_glare,
     "grey 4:3 frame, clipped, captioned": on_grey_frame,
 }
+
+
+# Other cameras' looks: the same eye as cameras unlike REFUGE's Canon CR-2 would photograph it. None is
+# a defect, so the quality grading must pass every one (``benchmarks/quality_calibration.py`` checks).
+
+
+def darker(image: np.ndarray, truth: Truth, *, gain: float = 0.65) -> tuple[np.ndarray, Truth]:
+    """A darker camera (or a smaller pupil): every value times ``gain``."""
+    return cv2.convertScaleAbs(image, alpha=gain), truth
+
+
+def vignetted(image: np.ndarray, truth: Truth, *, edge: float = 0.4, offset: float = 0.08) -> tuple[np.ndarray, Truth]:
+    """Strong but smooth vignetting: brightness falls as the radius squared to about ``edge`` times the
+    centre's at the field's edge (on top of the photograph's own falloff), its centre ``offset`` radii
+    off the field's (down and right), as a slightly misaligned illumination leaves it."""
+    fov = detect_field_of_view(image)
+    h, w = image.shape[:2]
+    yy, xx = np.mgrid[:h, :w].astype(np.float32)
+    shift = offset * fov.radius / np.sqrt(2.0)
+    rho2 = ((xx - fov.center[0] - shift) ** 2 + (yy - fov.center[1] - shift) ** 2) / fov.radius**2
+    light = 1.0 - (1.0 - edge) * np.minimum(rho2, 1.0)
+    return np.clip(image * light[..., None] + 0.5, 0, 255).astype(np.uint8), truth
+
+
+def white_balanced(image: np.ndarray, truth: Truth, *, gains=(1.0, 0.85, 0.55)) -> tuple[np.ndarray, Truth]:
+    """Another white balance: each of R, G, B times its gain (the default warm: little blue)."""
+    return np.clip(image * np.float32(gains) + 0.5, 0, 255).astype(np.uint8), truth
+
+
+def narrow_field(image: np.ndarray, truth: Truth, *, width: int = 2048) -> tuple[np.ndarray, Truth]:
+    """A 30-degree disc-centred field (two thirds of a 45-degree field's radius) at ``width`` pixels."""
+    out, moved = disc_centred(image, truth, field=2.0 / 3.0)
+    return upscaled(out, moved, width)
+
+
+def other_camera(image: np.ndarray, truth: Truth) -> tuple[np.ndarray, Truth]:
+    """All at once, as the cameras of other sites combine them: darker, strongly vignetted, warm, 2048 px
+    wide on a 4:3 frame that clips the circle top and bottom."""
+    out, truth = darker(*vignetted(*white_balanced(image, truth)), gain=0.75)
+    out, truth = upscaled(out, truth, 2048)
+    h = out.shape[0]
+    top = round(h * 0.125)
+    frame = Affine([[1, 0, 0], [0, 1, -top]])
+    return _warp(out, truth, frame, (out.shape[1], h - 2 * top), cv2.INTER_NEAREST)
+
+
+CAMERAS = {
+    "darker camera (x0.65)": darker,
+    "strong smooth vignetting (edge x0.4, off-centre)": vignetted,
+    "warm white balance": white_balanced,
+    "cool white balance": lambda image, truth: white_balanced(image, truth, gains=(0.8, 1.0, 1.35)),
+    "30-degree disc-centred field, 2048 px": narrow_field,
+    "2400 px": lambda image, truth: upscaled(image, truth, 2400),
+    "darker, vignetted, warm, 4:3 at 2048 px": other_camera,
+}
