@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import onnx
@@ -49,12 +49,14 @@ KEEP_FP32 = {"segmenter": ("dac",), "locator": (), "classifier": ()}
 # has no INT8 graph (``KEEPS_FP32``): even with only each member's last stage quantised (the best of
 # the splits tried on phantoms: 0.007 there) it moved real photographs' probabilities by 0.135.
 INT8_EXCLUDE = {"segmenter": ("head.4",), "locator": ("model.out",)}
-# The module up to whose output a graph stays FP32 when computed in BF16 (the manifest's ``fp32_until``).
+# The module up to whose output a graph stays FP32 when computed in BF16 or FP16 (the manifest's
+# ``fp32_until``; the FP16 file keeps those nodes FP32).
 # BF16's 8-bit mantissa in each ResNet's high-resolution first layers is what moves the classifier's
 # ensemble (0.023 on 86 real photographs, all BF16); FP32 through the stem, layer1 and layer2's first
 # (downsampling) block holds it to 0.004 on them and on phantoms, at 12 % over all-BF16's time and under
 # half of all-FP32's (``benchmarks/bf16_drift.py``: FP32 through the stem 0.025, through layer1 0.009,
-# through layer2.0 0.004, through layer2 0.003).
+# through layer2.0 0.004, through layer2 0.003). FP16's 10-bit mantissa moved the ensemble's members' mean
+# 0.0056 on phantoms on an AMD Zen 4 (against 0.005) with the whole graph FP16; the same FP32 part holds it.
 FP32_UNTIL = {"classifier": "layer2.0"}
 
 
@@ -84,6 +86,7 @@ def plan_graphs(runs: dict[str, Path]) -> dict[str, GraphPlan]:
             normalization=Normalization.from_dict(first["normalization"]),
             crop_factor=float(first["crop_factor"]) if task.takes_crop else None,
         )
+        task = replace(task, normalization=preprocess.normalization)  # calibration images as it was trained
         plans[graph] = GraphPlan(task, graph_module(task, trained), preprocess, trained)
     return plans
 
@@ -146,9 +149,9 @@ def export_bundle(
             plan.module, example, fp32, input_names=inputs, output_names=list(_output_names(plan)),
             max_batch=max_batch, metadata={"graph": name, "preprocess": asdict(plan.preprocess)},
         )  # fmt: skip
-        files = {"fp32": fp32}
+        files, fp32_until = {"fp32": fp32}, _fp32_until(name, fp32)
         if "fp16" in precisions:
-            files["fp16"] = to_fp16(fp32, out / f"{name}.fp16.onnx", keep_fp32=KEEP_FP32[name])
+            files["fp16"] = to_fp16(fp32, out / f"{name}.fp16.onnx", keep_fp32=KEEP_FP32[name], fp32_until=fp32_until)
         if "int8" in precisions and run_precision("int8", name) == "int8":
             batches = calibration_inputs(plan.task, samples, size, count=calibration_count)
             files["int8"] = to_int8(fp32, out / f"{name}.int8.onnx", batches, exclude=INT8_EXCLUDE[name])
@@ -158,7 +161,7 @@ def export_bundle(
             outputs=out_specs,
             files={p: GraphFile(f.name, sha256(f)) for p, f in files.items()},
             preprocess=plan.preprocess,
-            fp32_until=_fp32_until(name, fp32),
+            fp32_until=fp32_until,
         )
         sources[name] = [{"member": m.member.name, "checkpoint_sha256": sha256(m.checkpoint)} for m in plan.members]
         log(f"export {name}: {', '.join(files)} in {time.perf_counter() - began:.1f} s")

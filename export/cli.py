@@ -72,6 +72,8 @@ def _check(args) -> int:
         args.check, classifier=args.classifier, segmenter=args.segmenter, locator=args.locator,
         samples=load_specs(args.data),
     )  # fmt: skip
+    if rows:
+        print(f"on {rows[0]['cpu']}")
     print(format_table(rows))
     (Path(args.check) / "check.json").write_text(json.dumps(rows, indent=2) + "\n")
     failed = [f"{r['graph']}/{r['backend']}/{r['precision']}" for r in rows if not r["ok"]]

@@ -214,6 +214,12 @@ def cpu_features() -> list[str]:
     return [name for name, names in CPU_FEATURES.items() if flags.intersection(names)]
 
 
+def cpu_description() -> str:
+    """The CPU's model and the features above, e.g. ``AMD EPYC (AVX2, AVX-512, VNNI, AVX-512 BF16)``: the
+    machine a figure came from, since kernels (and so the last bits of an answer) differ between them."""
+    return f"{_cpu_model()} ({', '.join(cpu_features()) or 'no AVX2'})"
+
+
 def _cpu_model() -> str:
     try:
         for line in open("/proc/cpuinfo"):

@@ -2,10 +2,17 @@
 
 - FP16 with FP32 inputs and outputs (onnxconverter-common, ``keep_io_types``): what a
   TensorRT 11 strongly typed build consumes, and what ONNX Runtime's CUDA provider runs fast.
-  Fragile parts stay FP32: sigmoids and softmax (probabilities near 0 and 1), and any node
-  whose name carries one of ``keep_fp32`` (CE-Net's un-normalised DAC sum: ``dac``).
-- INT8 for CPUs: ONNX Runtime static quantisation, QDQ format, per-channel weights, calibrated
-  on preprocessed training images (screening devices often have no GPU).
+  Fragile parts stay FP32: sigmoids and softmax (probabilities near 0 and 1), any node
+  whose name carries one of ``keep_fp32`` (CE-Net's un-normalised DAC sum: ``dac``), and every
+  node computing the ``fp32_until`` tensors (the classifier's high-resolution first layers: the
+  same FP32 part BF16 keeps).
+- INT8 for CPUs: ONNX Runtime static quantisation, QDQ format, per-channel signed weights and
+  unsigned (u8, asymmetric) activations, calibrated on preprocessed training images (screening
+  devices often have no GPU). U8 activations, because x86's INT8 dot product (AVX-512 VNNI's
+  vpdpbusd) multiplies u8 by s8: OpenVINO ran signed activations on an AMD Zen 4 (VNNI, no AMX)
+  30 times less exactly than ONNX Runtime (the phantom locator's map 0.063 from FP32 on average, 0.26
+  at worst, its fovea found differently), and with u8 as exactly (0.002, 0.027); Intel's AMX takes
+  s8 by s8, which is why signed activations passed there.
 """
 
 from __future__ import annotations
@@ -56,7 +63,19 @@ def nodes_named(model: onnx.ModelProto, modules: Iterable[str]) -> list[str]:
     return hits
 
 
-def to_fp16(src: Path, dst: Path, *, keep_fp32: Iterable[str] = ()) -> Path:
+def nodes_computing(model: onnx.ModelProto, tensors: Iterable[str]) -> list[str]:
+    """Names of the nodes the ``tensors`` depend on (their producers, theirs, and so on to the inputs)."""
+    producers = {out: node for node in model.graph.node for out in node.output}
+    seen, stack = {}, [producers[t] for t in tensors if t in producers]
+    while stack:
+        node = stack.pop()
+        if node.name not in seen:
+            seen[node.name] = node
+            stack += [producers[i] for i in node.input if i in producers]
+    return list(seen)
+
+
+def to_fp16(src: Path, dst: Path, *, keep_fp32: Iterable[str] = (), fp32_until: Iterable[str] = ()) -> Path:
     from onnxconverter_common import float16
 
     model = onnx.load(src)
@@ -64,9 +83,10 @@ def to_fp16(src: Path, dst: Path, *, keep_fp32: Iterable[str] = ()) -> Path:
         model,
         keep_io_types=True,
         op_block_list=list(float16.DEFAULT_OP_BLOCK_LIST) + FP32_OPS,
-        node_block_list=nodes_named(model, keep_fp32),
+        node_block_list=nodes_named(model, keep_fp32) + nodes_computing(model, fp32_until),
     )
     _fp32_outputs(converted)
+    _fp32_weights(converted, model)
     # The converter can leave stale FP16 types on tensors it did not cast (e.g. after a blocked node);
     # drop every recorded intermediate type and infer them again from the nodes themselves.
     del converted.graph.value_info[:]
@@ -74,6 +94,30 @@ def to_fp16(src: Path, dst: Path, *, keep_fp32: Iterable[str] = ()) -> Path:
     onnx.checker.check_model(converted)
     onnx.save_model(converted, dst)
     return Path(dst)
+
+
+def _fp32_weights(converted: onnx.ModelProto, original: onnx.ModelProto) -> None:
+    """Give the nodes kept FP32 their FP32 weights. The converter stores every weight in FP16 and casts
+    it back up for them, so they would compute with rounded weights: the classifier's probability moved
+    0.0044 with its first layers "kept FP32" so (0.0056 all FP16), as much as with the whole network kept."""
+    originals = {i.name: i for i in original.graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    stored = {i.name: i for i in converted.graph.initializer}
+    restored = {}
+    for node in converted.graph.node:
+        source = node.input[0] if node.op_type == "Cast" and node.input else None
+        to = next((a.i for a in node.attribute if a.name == "to"), None)
+        if source in originals and to == onnx.TensorProto.FLOAT and stored[source].data_type == onnx.TensorProto.FLOAT16:
+            if source not in restored:
+                weight = onnx.TensorProto()
+                weight.CopyFrom(originals[source])
+                weight.name = restored[source] = f"{source}_fp32"
+                converted.graph.initializer.append(weight)
+            node.op_type, node.input[0] = "Identity", restored[source]
+            del node.attribute[:]
+    used = {i for node in converted.graph.node for i in node.input}
+    kept = [i for i in converted.graph.initializer if i.name in used]
+    del converted.graph.initializer[:]
+    converted.graph.initializer.extend(kept)
 
 
 def _fp32_outputs(model: onnx.ModelProto) -> None:
@@ -140,7 +184,7 @@ def to_int8(src: Path, dst: Path, calibration: Iterable[dict[str, np.ndarray]], 
             _Calibration(calibration),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
-            activation_type=QuantType.QInt8,
+            activation_type=QuantType.QUInt8,  # u8 x s8: what x86 INT8 kernels multiply (module docstring)
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
             op_types_to_quantize=None,

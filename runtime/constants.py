@@ -20,7 +20,8 @@ DEVICES = ("auto", "cpu", "cuda")
 # (phantoms) against 0.01; in INT8 (its last stage quantised) 0.135 on the real photographs against 0.02.
 # The locator and the segmenter keep their tolerances at both (peaks within 1 px, masks 99.9 % equal).
 # Under BF16 a graph whose bundle names its FP32 part (``fp32_until``) runs mixed instead: that part FP32,
-# the rest BF16 (the classifier's drift comes from its ResNets' high-resolution first layers).
+# the rest BF16 (the classifier's drift comes from its ResNets' high-resolution first layers). The FP16
+# file keeps the same part FP32 (``export.precision.to_fp16``).
 KEEPS_FP32 = {"bf16": ("classifier",), "int8": ("classifier",)}
 
 

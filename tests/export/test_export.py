@@ -51,6 +51,31 @@ def test_manifest_describes_every_graph(runs):
     assert m.landmarks == LandmarkPostprocess.default() and m.segmentation == SegmentationPostprocess.default()
 
 
+def test_lower_precisions_keep_what_x86_cpus_and_the_fp32_parts_need(runs):
+    from fundusrt.export.precision import nodes_computing
+
+    # INT8: activations u8 (x86's VNNI multiplies u8 by s8; OpenVINO ran s8 activations 30x less exactly
+    # on an AMD Zen 4), weights s8
+    for graph in ("locator", "segmenter"):
+        model = onnx.load(runs["bundle"] / f"{graph}.int8.onnx")
+        initializers = {i.name: i for i in model.graph.initializer}
+        zero_points = {initializers[n.input[2]].data_type for n in model.graph.node
+                       if n.op_type == "QuantizeLinear" and len(n.input) > 2 and n.input[2] in initializers}  # fmt: skip
+        assert zero_points == {onnx.TensorProto.UINT8}, graph
+    # FP16: the nodes kept FP32 compute with FP32 weights, not FP16 ones cast back up
+    fp16 = onnx.load(runs["bundle"] / "classifier.fp16.onnx")
+    stored = {i.name: i.data_type for i in fp16.graph.initializer}
+    cast_up = [n.name for n in fp16.graph.node if n.op_type == "Cast" and n.input[0] in stored]
+    assert not cast_up
+    kept = set(nodes_computing(fp16, load_bundle(runs["bundle"]).graph("classifier").fp32_until))
+    convs = [n for n in fp16.graph.node if n.name in kept and n.op_type == "Conv"]
+    producers = {o: n for n in fp16.graph.node for o in n.output}
+    assert convs
+    for conv in convs:
+        weight = conv.input[1] if conv.input[1] in stored else producers[conv.input[1]].input[0]
+        assert stored[weight] == onnx.TensorProto.FLOAT, conv.name
+
+
 def test_onnx_carries_its_preprocessing_and_a_dynamic_batch(runs):
     path = runs["bundle"] / "segmenter.onnx"
     model = onnx.load(path)

@@ -6,6 +6,8 @@ import sys
 import numpy as np
 import pytest
 
+from fundusrt.export.check import MARGIN, SAME_ANSWER, TOLERANCES
+from fundusrt.export.latency_report import cpu_description
 from fundusrt.runtime.bundle import load_bundle
 from fundusrt.runtime.constants import GRAPHS
 from fundusrt.runtime.engines import EngineError, open_engine
@@ -14,6 +16,9 @@ from fundusrt.train.phantoms import render_phantom
 
 ov = pytest.importorskip("openvino", reason="OpenVINO is in the dev extra; install it to test the backend")
 from fundusrt.runtime.engines import openvino_engine  # noqa: E402
+
+
+FP32 = TOLERANCES["fp32"]["map"]  # two FP32 computations of a graph: its outputs (relative to their scale)
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +48,16 @@ def compare(bundle, graph, precision, reference_precision="fp32", **kw):
 @pytest.mark.parametrize("graph", GRAPHS)
 def test_fp32_gives_onnx_runtime_s_answers(bundle, graph):
     difference, computed_in = compare(bundle, graph, "fp32")
-    assert difference < 1e-4
+    print(f"\n{graph}: OpenVINO FP32 against ONNX Runtime FP32: {difference:.3g} (tolerance {FP32:.0e})")
+    assert difference <= FP32
     assert computed_in == "f32"  # not OpenVINO's default on a BF16 CPU
 
 
-def test_int8_runs_the_bundle_s_quantised_graph(bundle):
-    difference, _ = compare(bundle, "segmenter", "int8", reference_precision="int8")
+@pytest.mark.parametrize("graph", ["locator", "segmenter"])
+def test_int8_runs_the_bundle_s_quantised_graph_as_onnx_runtime_does(bundle, graph):
+    # the same INT8 file: kernels may round differently, not compute differently (u8 activations)
+    difference, _ = compare(bundle, graph, "int8", reference_precision="int8")
+    print(f"\n{graph}: OpenVINO INT8 against ONNX Runtime INT8 on {cpu_description()}: {difference:.3g} (tolerance 2e-2)")
     assert difference < 2e-2
 
 
@@ -78,7 +87,7 @@ def test_a_graph_a_precision_would_move_too_far_runs_at_fp32(bundle, tiny_runs, 
         cases.append((without_fp32_part(tiny_runs, tmp_path), "bf16"))
     for source, precision in cases:
         difference, computed_in = compare(source, "classifier", precision)
-        assert computed_in == "f32" and difference < 1e-4
+        assert computed_in == "f32" and difference <= FP32
         with open_engine(source, "classifier", backend="openvino", device="cpu", precision=precision) as engine:
             assert f"classifier kept at fp32 ({precision} moves its output" in engine.description
 
@@ -100,7 +109,7 @@ def test_a_graph_cut_at_its_fp32_part_computes_what_the_whole_graph_does(bundle)
     ]
     got = openvino_engine.run_parts(requests, inputs)
     for name, value in expected.items():
-        assert np.abs(got[name] - value).max() <= 1e-4 * max(1.0, np.abs(value).max()), name
+        assert np.abs(got[name] - value).max() <= FP32 * max(1.0, np.abs(value).max()), name
 
 
 @has_bf16
@@ -196,14 +205,26 @@ def test_asking_for_openvino_where_it_is_missing_says_how_to_install_it(bundle, 
 
 
 def test_the_pipeline_on_openvino_screens_as_on_onnx_runtime(tiny_runs):
+    # Two FP32 backends: the same answer as the task reads it (SAME_ANSWER), not the same bits. The drift
+    # is printed beside its tolerance, which must stand MARGIN times above it on this CPU.
     images = [render_phantom(21, i, width=640).image for i in range(3)]
     results = {}
     for backend in ("onnxruntime", "openvino"):
         with Pipeline.load(tiny_runs["bundle"], backend=backend, device="cpu", threads=1) as pipeline:
             results[backend] = list(pipeline(images, batch_size=2))
+    drift = {key: 0.0 for key in SAME_ANSWER}
     for a, b in zip(results["onnxruntime"], results["openvino"]):
-        assert a.ok and b.ok
-        assert b.glaucoma_probability == pytest.approx(a.glaucoma_probability, abs=1e-4)
-        assert b.flags == a.flags
-        assert np.allclose(b.disc_center, a.disc_center, atol=0.05)
-        assert (a.vcdr is None) == (b.vcdr is None) and (a.vcdr is None or abs(a.vcdr - b.vcdr) < 1e-3)
+        assert a.ok and b.ok and b.flags == a.flags
+        assert (a.vcdr is None) == (b.vcdr is None) and (a.fovea is None) == (b.fovea is None)
+        drift["probability"] = max(drift["probability"], abs(b.glaucoma_probability - a.glaucoma_probability))
+        for point in ("disc_center", "fovea"):
+            if getattr(a, point) is not None:
+                moved = float(np.hypot(*np.subtract(getattr(b, point), getattr(a, point))))
+                drift["landmark_px"] = max(drift["landmark_px"], moved)
+        if a.vcdr is not None:
+            drift["vcdr"] = max(drift["vcdr"], abs(b.vcdr - a.vcdr))
+    print(f"\nOpenVINO FP32 against ONNX Runtime FP32 on {cpu_description()}:")
+    for key, value in drift.items():
+        print(f"  {key}: drift {value:.3g}, tolerance {SAME_ANSWER[key]:.3g} ({SAME_ANSWER[key] / max(value, 1e-12):.0f}x)")
+    for key, value in drift.items():
+        assert MARGIN * value <= SAME_ANSWER[key], f"{key}: {value:.3g} leaves less than {MARGIN}x to {SAME_ANSWER[key]}"
