@@ -45,7 +45,8 @@ def test_an_address_nobody_answers_is_a_one_line_usage_error(tiny_runs, tmp_path
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    # "local": a Ray of its own, even where another test's (or a killed run's) is still shutting down
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     yield
     ray.shutdown()
 
