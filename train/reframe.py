@@ -3,7 +3,7 @@
 Each function takes an RGB image and its ``Truth`` (REFUGE-coded mask, fovea, disc centre, all in
 its pixels) and returns the new photograph and its truth: the same eye at another resolution,
 centred on the disc with the fovea beyond the frame, with the disc near the frame's edge, with
-lens glare brighter than the disc, or on a grey 4:3 frame. ``benchmarks/real_refuge.py`` screens
+lens glare brighter than the disc, on a grey 4:3 frame, with lesions, or with a dim disc. ``benchmarks/real_refuge.py`` screens
 held-out photographs reframed these ways to show what holds beyond the dataset's own framing.
 """
 
@@ -118,6 +118,45 @@ def on_grey_frame(image: np.ndarray, truth: Truth) -> tuple[np.ndarray, Truth]:
     return out, moved
 
 
+def with_lesions(image: np.ndarray, truth: Truth, *, seed: int = 0) -> tuple[np.ndarray, Truth]:
+    """Diabetic retinopathy's lesions: a cluster of bright yellow-white exudates as large as a third of the
+    disc, some brighter than it, one 1.5-3 disc diameters from the disc, and dark red haemorrhages
+    scattered over the field (never on the disc itself, which stays the truth's)."""
+    rng = np.random.default_rng(seed)
+    fov = detect_field_of_view(image)
+    dd = truth.disc_diameter
+    out = image.copy()
+    disc = np.asarray(truth.disc_center)
+    away = np.asarray(fov.center) - disc
+    angle = np.arctan2(away[1], away[0]) + rng.uniform(-0.8, 0.8)
+    cluster = disc + rng.uniform(1.5, 3.0) * dd * np.array([np.cos(angle), np.sin(angle)])
+    for _ in range(8):  # exudates: a cluster, the largest about a third of the disc across
+        centre = cluster + rng.normal(0.0, 0.35 * dd, 2)
+        radius = max(2, round(rng.uniform(0.05, 0.17) * dd))
+        cv2.circle(out, tuple(int(round(v)) for v in centre), radius, (255, 245, 170), -1, cv2.LINE_AA)
+    for _ in range(10):  # haemorrhages: dark blots anywhere in the field but on the disc
+        r, a = fov.radius * np.sqrt(rng.uniform(0.05, 0.8)), rng.uniform(0.0, 2.0 * np.pi)
+        centre = np.asarray(fov.center) + r * np.array([np.cos(a), np.sin(a)])
+        if np.hypot(*(centre - disc)) < 1.2 * dd:
+            continue
+        cv2.circle(out, tuple(int(round(v)) for v in centre), max(2, round(rng.uniform(0.04, 0.12) * dd)),
+                   (70, 10, 10), -1, cv2.LINE_AA)  # fmt: skip
+    return out * (image.max(axis=2, keepdims=True) > 0), truth
+
+
+def dim_disc(image: np.ndarray, truth: Truth, *, contrast: float = 0.3) -> tuple[np.ndarray, Truth]:
+    """A dim disc: its brightness over the retina around it cut to ``contrast`` of what it was (a smooth
+    blend out to 1.5 disc radii), as a cataract, a small pupil or a pale fundus gives it."""
+    h, w = image.shape[:2]
+    yy, xx = np.mgrid[:h, :w].astype(np.float32)
+    radius = truth.disc_diameter / 2.0
+    d = np.hypot(xx - truth.disc_center[0], yy - truth.disc_center[1]) / radius
+    weight = np.clip(1.5 - d, 0.0, 1.0)[..., None]  # 1 on the disc, fading to 0 at 1.5 radii
+    smooth = cv2.GaussianBlur(image.astype(np.float32), (0, 0), float(radius))  # the retina around it
+    out = image * (1.0 - weight * (1.0 - contrast)) + smooth * weight * (1.0 - contrast)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8), truth
+
+
 REFRAMINGS = {
     "4096 px": upscaled,
     "disc-centred, fovea beyond the edge": disc_centred,
@@ -125,6 +164,9 @@ REFRAMINGS = {
     "glare brighter than the disc": with_glare,
     "grey 4:3 frame, clipped, captioned": on_grey_frame,
 }
+# What must not move the disc or blow up its size: the disc within one disc diameter on every photograph
+# and its Dice within 0.02 of the clean photograph's (``benchmarks/real_refuge.py`` measures it).
+DISC_STAND_INS = {"exudates and haemorrhages": with_lesions, "dim disc": dim_disc}
 
 
 # Other cameras' looks: the same eye as cameras unlike REFUGE's Canon CR-2 would photograph it. None is
