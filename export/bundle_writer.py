@@ -55,8 +55,8 @@ INT8_EXCLUDE = {"segmenter": ("head.4",), "locator": ("model.out",)}
 # ensemble (0.023 on 86 real photographs, all BF16); FP32 through the stem, layer1 and layer2's first
 # (downsampling) block holds it to 0.004 on them and on phantoms, at 12 % over all-BF16's time and under
 # half of all-FP32's (``benchmarks/bf16_drift.py``: FP32 through the stem 0.025, through layer1 0.009,
-# through layer2.0 0.004, through layer2 0.003). FP16's 10-bit mantissa moved the ensemble's members' mean
-# 0.0056 on phantoms on an AMD Zen 4 (against 0.005) with the whole graph FP16; the same FP32 part holds it.
+# through layer2.0 0.004, through layer2 0.003). Under FP16 the same part keeps its FP32 weights too
+# (``precision.to_fp16``): the demo classifier's ensemble moved 0.0056 all FP16 and 0.0023 so, on an AMD Zen 4.
 FP32_UNTIL = {"classifier": "layer2.0"}
 
 
